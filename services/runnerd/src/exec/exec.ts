@@ -1,0 +1,438 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { performance } from "node:perf_hooks";
+import { StringDecoder } from "node:string_decoder";
+import {
+  ApiError,
+  type Encoding,
+  type ExecError,
+  type ExecEvent,
+  type ExecInfo,
+  type ExecOutcome,
+  type ExitData,
+  encodeSseEvent,
+  type Signal,
+} from "@sbx/protocol";
+import type { Logger } from "pino";
+import type { Clock, Timer } from "../clock.js";
+import { HardDeadline, OrphanDeadline } from "./deadline.js";
+import { findExecProcesses, isErrno, signalAll } from "./process-tree.js";
+import { type Frame, type Replay, RingBuffer } from "./ring-buffer.js";
+
+export type OutputStream = "stdout" | "stderr";
+
+export interface ExecSpec {
+  execId: string;
+  tag: string | undefined;
+  /** Program and arguments (a shell command arrives here as `bash -lc CMD`). */
+  command: readonly [string, ...string[]];
+  cwd: string;
+  env: Record<string, string>;
+  /** Absent: stdin is /dev/null. */
+  stdin: { initial: Buffer | undefined; hold: boolean } | undefined;
+  timeoutMs: number | undefined;
+  orphanTimeoutMs: number;
+  encoding: Encoding;
+  /** Value of the marker variable in the exec's environment (unique per runnerd process and exec). */
+  marker: string;
+}
+
+export interface ExecDeps {
+  ringBytes: number;
+  pipeDrainMs: number;
+  /** Grace between SIGTERM and SIGKILL when a deadline ends the exec. */
+  killGraceMs: number;
+  clock: Clock;
+  log: Logger;
+}
+
+/** Reads an exec's frames by cursor. Held by each client following the exec's events. */
+export interface ExecConsumer {
+  /** New frames are available (or the exec ended). */
+  wake(): void;
+  /** Output the consumer had not read yet was evicted; it must disconnect and re-attach. */
+  cut(): void;
+  /** Seq of the newest frame handed to this consumer; undefined before its first read. */
+  readonly cursor: number | undefined;
+}
+
+/** Receives the raw bytes of an exec as they are read (used by `?wait=true`). */
+export interface OutputTap {
+  onOutput(stream: OutputStream, chunk: Buffer): void;
+}
+
+type Termination = "cancelled" | "timeout" | "orphaned";
+
+/** An event before it is numbered. */
+type EventBody = ExecEvent extends infer E ? (E extends ExecEvent ? Omit<E, "seq"> : never) : never;
+
+/**
+ * One process started through the API and everything it emits: sequence-
+ * numbered events kept in a bounded ring, followed by any number of
+ * consumers, ended by exactly one exit event whose outcome never contradicts
+ * the exit status.
+ */
+export class Exec {
+  readonly execId: string;
+  readonly tag: string | undefined;
+  readonly encoding: Encoding;
+  readonly startedAt: number;
+  readonly finished: Promise<ExitData>;
+
+  private readonly ring: RingBuffer;
+  private readonly orphan: OrphanDeadline;
+  private readonly hard: HardDeadline | undefined;
+  private readonly consumers = new Set<ExecConsumer>();
+  private readonly taps = new Set<OutputTap>();
+  private readonly decoders: Record<OutputStream, StringDecoder> | undefined;
+  private readonly startedPerf: number;
+  private readonly resolveFinished: (exit: ExitData) => void;
+  private child: ChildProcess | undefined;
+  private pidValue: number | undefined;
+  private mainExit: { code: number | null; signal: NodeJS.Signals | null; durationMs: number } | undefined;
+  private openPipes = 2;
+  private drainTimer: Timer | undefined;
+  private exitData: ExitData | undefined;
+  private endedAtValue: number | undefined;
+  private termination: Termination | undefined;
+  private spawnError: ExecError | undefined;
+  private stdinOpenValue = false;
+  private escalation: Timer | undefined;
+
+  constructor(
+    private readonly spec: ExecSpec,
+    private readonly deps: ExecDeps,
+  ) {
+    this.execId = spec.execId;
+    this.tag = spec.tag;
+    this.encoding = spec.encoding;
+    this.ring = new RingBuffer(deps.ringBytes);
+    this.decoders =
+      spec.encoding === "utf8" ? { stdout: new StringDecoder("utf8"), stderr: new StringDecoder("utf8") } : undefined;
+    const finished = Promise.withResolvers<ExitData>();
+    this.finished = finished.promise;
+    this.resolveFinished = finished.resolve;
+    this.startedAt = deps.clock.now();
+    this.startedPerf = performance.now();
+    this.orphan = new OrphanDeadline(spec.orphanTimeoutMs, () => this.expire("orphaned"), deps.clock);
+    this.hard =
+      spec.timeoutMs === undefined
+        ? undefined
+        : new HardDeadline(spec.timeoutMs, () => this.expire("timeout"), deps.clock);
+  }
+
+  get pid(): number | undefined {
+    return this.pidValue;
+  }
+
+  get running(): boolean {
+    return this.exitData === undefined;
+  }
+
+  get exit(): ExitData | undefined {
+    return this.exitData;
+  }
+
+  get endedAt(): number | undefined {
+    return this.endedAtValue;
+  }
+
+  get lastSeq(): number {
+    return this.ring.lastSeq;
+  }
+
+  /** Starts the process. Failures to start end the exec with outcome `failed`, never throw. */
+  start(): void {
+    const [file, ...args] = this.spec.command;
+    const stdinMode = this.spec.stdin ? "pipe" : "ignore";
+    let child: ChildProcess;
+    try {
+      child = spawn(file, args, {
+        cwd: this.spec.cwd,
+        env: this.spec.env,
+        // A new session and process group, so a cancel can signal the whole group.
+        detached: true,
+        stdio: [stdinMode, "pipe", "pipe"],
+      });
+    } catch (error) {
+      this.failToStart(error);
+      return;
+    }
+    this.child = child;
+    child.on("error", (error) => {
+      if (this.pidValue === undefined) this.failToStart(error);
+      else this.deps.log.warn({ execId: this.execId, err: error }, "exec process error");
+    });
+    if (child.pid === undefined) return; // spawn failed; "error" follows on the next tick
+    this.pidValue = child.pid;
+    child.on("exit", (code, signal) => this.onMainExit(code, signal));
+    this.wireOutput(child);
+    this.wireStdin(child);
+    this.append({ type: "started", data: { execId: this.execId, pid: child.pid, startedAt: this.startedAt } });
+  }
+
+  /** Frames after `afterSeq` (a gap first if some were evicted), at most `maxFrames`. */
+  read(afterSeq: number, maxFrames: number): Replay {
+    return this.ring.replay(afterSeq, maxFrames);
+  }
+
+  /** Registers a cursor consumer; it keeps the orphan deadline disarmed until detached. */
+  addConsumer(consumer: ExecConsumer): () => void {
+    this.consumers.add(consumer);
+    const release = this.orphan.attach();
+    return () => {
+      this.consumers.delete(consumer);
+      release();
+    };
+  }
+
+  /** Registers a raw output tap; it counts as an attached consumer until detached. */
+  addTap(tap: OutputTap): () => void {
+    this.taps.add(tap);
+    const release = this.orphan.attach();
+    return () => {
+      this.taps.delete(tap);
+      release();
+    };
+  }
+
+  /**
+   * Signals every process the exec started (group, marked, descendants) and,
+   * unless the signal is SIGKILL, SIGKILLs whatever is left after `graceMs`.
+   * Also reaches background processes left behind by an exec that has exited.
+   */
+  cancel(signal: Signal, graceMs: number): number {
+    return this.terminate("cancelled", signal, graceMs);
+  }
+
+  /** Writes to a held-open stdin; resolves once the bytes are handed to the pipe. */
+  async writeStdin(data: Buffer | undefined, eof: boolean): Promise<{ written: number; closed: boolean }> {
+    if (this.mainExit !== undefined || this.exitData !== undefined) {
+      throw new ApiError("EXEC_NOT_RUNNING", `exec ${this.execId} has exited`);
+    }
+    const stdin = this.child?.stdin;
+    if (!this.stdinOpenValue || !stdin) {
+      throw new ApiError("STDIN_CLOSED", `stdin of exec ${this.execId} is closed`);
+    }
+    let written = 0;
+    if (data !== undefined && data.length > 0) {
+      await new Promise<void>((resolve, reject) => {
+        stdin.write(data, (error) => (error ? reject(error) : resolve()));
+      }).catch((error: unknown) => {
+        throw new ApiError("STDIN_CLOSED", `stdin of exec ${this.execId} is closed (the process closed it)`, {
+          cause: error,
+        });
+      });
+      written = data.length;
+    }
+    if (eof) this.closeStdin();
+    return { written, closed: !this.stdinOpenValue };
+  }
+
+  info(): ExecInfo {
+    const exit = this.exitData;
+    return {
+      execId: this.execId,
+      tag: this.tag ?? null,
+      state: exit ? "exited" : "running",
+      pid: this.pidValue ?? null,
+      startedAt: this.startedAt,
+      endedAt: this.endedAtValue ?? null,
+      exitCode: exit?.exitCode ?? null,
+      signal: exit?.signal ?? null,
+      outcome: exit?.outcome ?? null,
+      ...(exit?.error ? { error: exit.error } : {}),
+      encoding: this.encoding,
+      stdinOpen: this.stdinOpenValue,
+      consumers: this.orphan.consumers,
+      lastSeq: this.ring.lastSeq,
+    };
+  }
+
+  /** Drops replayable output, keeping only the exit event (retention of old finished execs). */
+  dropOutput(): void {
+    this.ring.dropAllButFinal();
+  }
+
+  // ---- internals -------------------------------------------------------
+
+  private wireOutput(child: ChildProcess): void {
+    for (const name of ["stdout", "stderr"] as const) {
+      const stream = child[name];
+      if (!stream) {
+        this.openPipes--;
+        continue;
+      }
+      stream.on("data", (chunk: Buffer) => this.onOutput(name, chunk));
+      stream.once("end", () => this.onPipeClosed());
+      stream.on("error", (error) => {
+        this.deps.log.warn({ execId: this.execId, stream: name, err: error }, "exec pipe error");
+      });
+    }
+  }
+
+  private wireStdin(child: ChildProcess): void {
+    const stdin = child.stdin;
+    const spec = this.spec.stdin;
+    if (!stdin || !spec) return;
+    // EPIPE when the process stops reading is normal; writeStdin reports it to the caller.
+    stdin.on("error", (error) => {
+      this.stdinOpenValue = false;
+      if (!isErrno(error, "EPIPE")) this.deps.log.warn({ execId: this.execId, err: error }, "exec stdin error");
+    });
+    this.stdinOpenValue = true;
+    if (spec.initial !== undefined && spec.initial.length > 0) stdin.write(spec.initial);
+    if (!spec.hold) this.closeStdin();
+  }
+
+  private closeStdin(): void {
+    if (!this.stdinOpenValue) return;
+    this.stdinOpenValue = false;
+    this.child?.stdin?.end();
+  }
+
+  private onOutput(stream: OutputStream, chunk: Buffer): void {
+    // Output of processes left behind after the exit event has nowhere to go; reading it keeps them unblocked.
+    if (this.exitData !== undefined) return;
+    for (const tap of this.taps) tap.onOutput(stream, chunk);
+    if (this.decoders) {
+      const text = this.decoders[stream].write(chunk);
+      if (text.length > 0) this.append({ type: stream, data: { text } });
+    } else {
+      this.append({ type: stream, data: { data: chunk.toString("base64") } });
+    }
+  }
+
+  private onPipeClosed(): void {
+    this.openPipes--;
+    if (this.openPipes === 0 && this.mainExit !== undefined) this.finish();
+  }
+
+  private onMainExit(code: number | null, signal: NodeJS.Signals | null): void {
+    this.mainExit = { code, signal, durationMs: performance.now() - this.startedPerf };
+    // Deadlines bound the exec, which ends now; what it left in the background is not theirs to kill.
+    this.orphan.stop();
+    this.hard?.stop();
+    this.closeStdin();
+    if (this.openPipes === 0) {
+      this.finish();
+      return;
+    }
+    // Background processes may hold the pipes open forever: wait a bounded time for them.
+    this.drainTimer = this.deps.clock.setTimeout(() => this.finish(), this.deps.pipeDrainMs);
+  }
+
+  private failToStart(error: unknown): void {
+    this.spawnError = describeSpawnError(error, this.spec.command[0]);
+    this.deps.log.info({ execId: this.execId, code: this.spawnError.code }, "exec failed to start");
+    this.finish();
+  }
+
+  private finish(): void {
+    if (this.exitData !== undefined) return;
+    if (this.drainTimer !== undefined) this.deps.clock.clearTimeout(this.drainTimer);
+    if (this.decoders) {
+      for (const stream of ["stdout", "stderr"] as const) {
+        const rest = this.decoders[stream].end();
+        if (rest.length > 0) this.append({ type: stream, data: { text: rest } });
+      }
+    }
+    this.orphan.stop();
+    this.hard?.stop();
+    this.closeStdin();
+    const main = this.mainExit;
+    const exit: ExitData = {
+      exitCode: main?.code ?? null,
+      signal: main?.signal ?? null,
+      outcome: this.outcome(),
+      durationMs: Math.round((main?.durationMs ?? performance.now() - this.startedPerf) * 1000) / 1000,
+      truncated: this.ring.evictedThrough > 0,
+      ...(this.spawnError ? { error: this.spawnError } : {}),
+    };
+    this.exitData = exit;
+    this.endedAtValue = this.deps.clock.now();
+    this.ring.appendFinal(this.frame({ seq: this.ring.lastSeq + 1, type: "exit", data: exit }));
+    for (const consumer of this.consumers) consumer.wake();
+    this.deps.log.info(
+      { execId: this.execId, tag: this.tag, pid: this.pidValue, outcome: exit.outcome, exitCode: exit.exitCode },
+      "exec exited",
+    );
+    this.resolveFinished(exit);
+  }
+
+  /** A process that exited 0 completed, whatever we asked of it; otherwise our reason, if any, wins. */
+  private outcome(): ExecOutcome {
+    if (this.spawnError || this.mainExit === undefined) return "failed";
+    if (this.mainExit.code === 0) return "completed";
+    return this.termination ?? "failed";
+  }
+
+  private expire(reason: Termination): void {
+    this.deps.log.info({ execId: this.execId, reason }, "exec deadline passed");
+    this.terminate(reason, "SIGTERM", this.deps.killGraceMs);
+  }
+
+  private terminate(reason: Termination, signal: Signal, graceMs: number): number {
+    if (this.mainExit === undefined && this.termination === undefined) this.termination = reason;
+    const delivered = this.signalTree(signal);
+    if (signal !== "SIGKILL" && this.escalation === undefined) this.scheduleEscalation(graceMs);
+    return delivered;
+  }
+
+  private signalTree(signal: Signal): number {
+    const leaderPid = this.mainExit === undefined ? this.pidValue : undefined;
+    if (leaderPid !== undefined) {
+      try {
+        process.kill(-leaderPid, signal);
+      } catch (error) {
+        if (!isErrno(error, "ESRCH")) throw error;
+      }
+    }
+    return signalAll(findExecProcesses({ leaderPid, marker: this.spec.marker }), signal);
+  }
+
+  /** Polls until nothing of the exec is left, then stops; at the end of the grace, SIGKILLs the rest. */
+  private scheduleEscalation(graceMs: number): void {
+    const deadline = this.deps.clock.now() + graceMs;
+    const step = () => {
+      const left = deadline - this.deps.clock.now();
+      const leaderPid = this.mainExit === undefined ? this.pidValue : undefined;
+      const alive = findExecProcesses({ leaderPid, marker: this.spec.marker });
+      if (alive.length === 0) {
+        this.escalation = undefined;
+        return;
+      }
+      if (left <= 0) {
+        this.escalation = undefined;
+        const killed = this.signalTree("SIGKILL");
+        this.deps.log.info({ execId: this.execId, killed }, "grace over: SIGKILL sent");
+        return;
+      }
+      this.escalation = this.deps.clock.setTimeout(step, Math.min(100, left));
+    };
+    this.escalation = this.deps.clock.setTimeout(step, Math.min(100, graceMs));
+  }
+
+  private append(body: EventBody): void {
+    const frame = this.frame({ ...body, seq: this.ring.lastSeq + 1 });
+    const evicted = this.ring.append(frame);
+    if (evicted) {
+      const gone = this.ring.evictedThrough;
+      for (const consumer of this.consumers) {
+        if (consumer.cursor !== undefined && consumer.cursor < gone) consumer.cut();
+      }
+    }
+    for (const consumer of this.consumers) consumer.wake();
+  }
+
+  private frame(event: ExecEvent): Frame {
+    return { seq: event.seq, bytes: Buffer.from(encodeSseEvent(event)) };
+  }
+}
+
+function describeSpawnError(error: unknown, file: string): ExecError {
+  if (isErrno(error, "ENOENT")) return { code: "COMMAND_NOT_FOUND", message: `command not found: ${file}` };
+  if (isErrno(error, "EACCES")) return { code: "COMMAND_NOT_EXECUTABLE", message: `permission denied: ${file}` };
+  if (isErrno(error, "E2BIG")) return { code: "ARGUMENTS_TOO_LONG", message: "argument list too long" };
+  const message = error instanceof Error ? error.message : String(error);
+  return { code: "SPAWN_FAILED", message };
+}

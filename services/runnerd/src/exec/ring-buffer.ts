@@ -1,0 +1,122 @@
+/** One encoded event: its sequence number and the exact bytes sent on the wire. */
+export interface Frame {
+  readonly seq: number;
+  readonly bytes: Buffer;
+}
+
+export interface Replay {
+  /** Events the caller asked for that were already evicted: `fromSeq..toSeq` inclusive. */
+  gap: { fromSeq: number; toSeq: number } | undefined;
+  frames: Frame[];
+}
+
+/**
+ * The newest events of one exec, bounded by bytes. Eviction is strictly
+ * oldest-first, so what is gone is always the prefix `1..evictedThrough`,
+ * which makes gaps exact. A final frame (the exit event) is pinned: it is
+ * never evicted and does not count against the capacity.
+ */
+export class RingBuffer {
+  private frames: Array<Frame | undefined> = [];
+  private head = 0;
+  private bytes = 0;
+  private final: Frame | undefined;
+  private last = 0;
+  private evicted = 0;
+
+  constructor(private readonly capacityBytes: number) {}
+
+  /** Sequence number of the newest frame (0 when empty). */
+  get lastSeq(): number {
+    return this.last;
+  }
+
+  /** Every frame with seq <= this has been evicted (0: nothing evicted). */
+  get evictedThrough(): number {
+    return this.evicted;
+  }
+
+  get retainedBytes(): number {
+    return this.bytes;
+  }
+
+  get isFinal(): boolean {
+    return this.final !== undefined;
+  }
+
+  /**
+   * Appends the next frame (seq must be lastSeq + 1) and evicts the oldest
+   * frames past the capacity. Returns true when anything was evicted.
+   */
+  append(frame: Frame): boolean {
+    this.checkNext(frame);
+    this.frames.push(frame);
+    this.bytes += frame.bytes.length;
+    this.last = frame.seq;
+    return this.evictOverflow();
+  }
+
+  /** Appends the last frame of the stream; it is kept whatever else is evicted. */
+  appendFinal(frame: Frame): void {
+    this.checkNext(frame);
+    this.final = frame;
+    this.last = frame.seq;
+  }
+
+  /** Drops every frame but the final one (for finished execs past the output retention count). */
+  dropAllButFinal(): void {
+    const live = this.frames.length - this.head;
+    if (live === 0) return;
+    const newest = this.frames[this.frames.length - 1];
+    if (newest) this.evicted = newest.seq;
+    this.frames = [];
+    this.head = 0;
+    this.bytes = 0;
+  }
+
+  /** Frames after `afterSeq`, preceded by the gap if some of them were evicted. */
+  replay(afterSeq: number, maxFrames = Number.POSITIVE_INFINITY): Replay {
+    let gap: Replay["gap"];
+    let from = afterSeq;
+    if (from < this.evicted) {
+      gap = { fromSeq: from + 1, toSeq: this.evicted };
+      from = this.evicted;
+    }
+    const frames: Frame[] = [];
+    const oldest = this.frames[this.head];
+    if (oldest !== undefined) {
+      // Sequence numbers are contiguous in the ring, so the index is arithmetic.
+      let i = this.head + Math.max(0, from + 1 - oldest.seq);
+      for (; i < this.frames.length && frames.length < maxFrames; i++) {
+        const frame = this.frames[i];
+        if (frame) frames.push(frame);
+      }
+    }
+    if (this.final && this.final.seq > from && frames.length < maxFrames) frames.push(this.final);
+    return { gap, frames };
+  }
+
+  private checkNext(frame: Frame): void {
+    if (this.final) throw new Error("ring buffer is final");
+    if (frame.seq !== this.last + 1) throw new Error(`frame ${frame.seq} out of order after ${this.last}`);
+  }
+
+  private evictOverflow(): boolean {
+    let evictedAny = false;
+    while (this.bytes > this.capacityBytes && this.head < this.frames.length) {
+      const oldest = this.frames[this.head];
+      if (!oldest) break;
+      this.frames[this.head] = undefined;
+      this.head++;
+      this.bytes -= oldest.bytes.length;
+      this.evicted = oldest.seq;
+      evictedAny = true;
+    }
+    // Compact once the dead prefix dominates, keeping shifts amortised O(1).
+    if (this.head > 1024 && this.head * 2 > this.frames.length) {
+      this.frames = this.frames.slice(this.head);
+      this.head = 0;
+    }
+    return evictedAny;
+  }
+}

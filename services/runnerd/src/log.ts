@@ -1,0 +1,20 @@
+import pino, { type Logger } from "pino";
+
+export type { Logger };
+
+/**
+ * JSON lines on stdout. Nothing secret is ever passed to the logger: no
+ * environment values, no request bodies, no tokens; the redaction list is a
+ * second line of defence for headers should a request object slip in.
+ */
+export function createLogger(level: string, destination?: pino.DestinationStream): Logger {
+  return pino(
+    {
+      level,
+      base: { service: "runnerd" },
+      timestamp: pino.stdTimeFunctions.isoTime,
+      redact: { paths: ["*.headers.authorization", "headers.authorization", "*.env", "env"], censor: "[redacted]" },
+    },
+    destination,
+  );
+}

@@ -1,0 +1,57 @@
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
+import { getRequestListener } from "@hono/node-server";
+import { createRunnerd } from "./app.js";
+import { systemClock } from "./clock.js";
+import { ConfigError, loadConfig } from "./config.js";
+import { createLogger } from "./log.js";
+
+/** Replaced at build time with the package version. */
+declare const RUNNERD_VERSION: string;
+
+async function main(): Promise<void> {
+  let config: ReturnType<typeof loadConfig>;
+  try {
+    config = loadConfig(process.env);
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    process.stderr.write(`runnerd: ${error.message}\n`);
+    process.exit(2);
+  }
+  const log = createLogger(config.logLevel);
+  const version = typeof RUNNERD_VERSION === "string" ? RUNNERD_VERSION : "dev";
+  if (process.pid === 1) {
+    log.warn("runnerd is PID 1 without an init: orphaned grandchildren will not be reaped; run it under tini");
+  }
+  const runnerd = await createRunnerd({ config, version, clock: systemClock, log, ownEnv: process.env });
+  const server = createServer(
+    // Uploads and event streams may run for hours; only idle sockets are closed.
+    { requestTimeout: 0, keepAliveTimeout: 65_000 },
+    getRequestListener(runnerd.app.fetch),
+  );
+  server.listen(config.port, config.host, () => {
+    const address = server.address() as AddressInfo;
+    log.info({ host: config.host, port: address.port, version, pid: process.pid, root: config.root }, "listening");
+  });
+
+  let stopping = false;
+  const shutdown = async (signal: NodeJS.Signals) => {
+    if (stopping) {
+      log.warn({ signal }, "second signal: exiting now");
+      process.exit(1);
+    }
+    stopping = true;
+    log.info({ signal, liveExecs: runnerd.execs.liveCount }, "shutting down");
+    server.close();
+    await runnerd.execs.shutdown(config.shutdownGraceMs);
+    server.closeAllConnections();
+    log.info("stopped");
+    process.exit(0);
+  };
+  for (const signal of ["SIGTERM", "SIGINT"] as const) process.on(signal, (s) => void shutdown(s));
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`runnerd: failed to start: ${error instanceof Error ? error.stack : String(error)}\n`);
+  process.exit(1);
+});
