@@ -14,6 +14,8 @@ export const StartedDataSchema = z.object({
   startedAt: z.number(),
 });
 
+export type OutputStream = "stdout" | "stderr";
+
 /** `text` in utf8 mode (never a split character), `data` (base64) in base64 mode. */
 export const OutputDataSchema = z.union([z.strictObject({ text: z.string() }), z.strictObject({ data: z.base64() })]);
 export type OutputData = z.infer<typeof OutputDataSchema>;

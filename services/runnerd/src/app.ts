@@ -101,7 +101,14 @@ export async function createRunnerd(deps: RunnerdDeps): Promise<Runnerd> {
   app.route("/v1/status", statusRoutes({ status }));
   app.route(
     "/v1/execs",
-    execRoutes({ execs, heartbeatMs: config.heartbeatMs, waitOutputBytes: config.waitOutputBytes, clock, log }),
+    execRoutes({
+      execs,
+      heartbeatMs: config.heartbeatMs,
+      consumerBufferBytes: config.consumerBufferBytes,
+      waitOutputBytes: config.waitOutputBytes,
+      clock,
+      log,
+    }),
   );
   app.route("/v1/env", envRoutes(envStore, log));
   app.route(

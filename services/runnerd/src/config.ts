@@ -29,8 +29,11 @@ const ConfigEnvSchema = z.object({
   RUNNERD_ORPHAN_TIMEOUT_MS: int(1000).default(600_000),
   RUNNERD_MAX_EXECS: int(1, 100_000).default(64),
   RUNNERD_HEARTBEAT_MS: int(100, 3_600_000).default(15_000),
-  /** Bytes one slow event consumer may fall behind before it is cut off (it can re-attach). */
-  RUNNERD_CONSUMER_BUFFER_BYTES: int(64 * 1024).default(8 * MiB),
+  /**
+   * Bytes of output one event consumer may hold beyond the replay buffer
+   * (evicted before it read them) before it is cut off; it can re-attach.
+   */
+  RUNNERD_CONSUMER_BUFFER_BYTES: int(64 * 1024).default(16 * MiB),
   /** `?wait=true` keeps the newest this-many bytes of each of stdout and stderr. */
   RUNNERD_WAIT_OUTPUT_BYTES: int(1024).default(MiB),
   /** Finished execs keep their replay buffer for this long... */

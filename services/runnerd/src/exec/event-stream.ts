@@ -1,12 +1,15 @@
 import { encodeSseEvent, SSE_HEARTBEAT } from "@sbx/protocol";
 import type { Clock, Timer } from "../clock.js";
 import type { Exec, ExecConsumer } from "./exec.js";
+import type { Frame } from "./ring-buffer.js";
 
 export interface EventStreamOptions {
   /** Replay events with seq greater than this. */
   afterSeq: number;
   /** Keep following live events until the exit event (false: replay what is there, then end). */
   follow: boolean;
+  /** Bytes of evicted-but-unread events this consumer may hold before it is cut off. */
+  backlogBytes: number;
   heartbeatMs: number;
   clock: Clock;
   onCut?: () => void;
@@ -14,6 +17,7 @@ export interface EventStreamOptions {
 
 const encoder = new TextEncoder();
 const HEARTBEAT = encoder.encode(SSE_HEARTBEAT);
+const CUT_NOTICE = encoder.encode(": fell behind the output; re-attach with Last-Event-ID to resume\n\n");
 /** Frames handed to the HTTP layer per pull; it asks again when the socket drains. */
 const FRAMES_PER_PULL = 64;
 /** Bytes queued between this stream and the socket before pulls stop. */
@@ -22,40 +26,56 @@ const QUEUE_BYTES = 1024 * 1024;
 /**
  * An exec's events as an SSE byte stream for one consumer. The consumer reads
  * the exec's shared ring by cursor, so following costs no memory of its own
- * and a slow reader never slows the process or other readers. A consumer so
- * slow that output it has not read yet is evicted is cut off; it re-attaches
- * from its last event id and is told exactly what it missed (a gap).
+ * and a slow reader never slows the process or other readers. Events evicted
+ * from the ring before this consumer read them move to its private backlog;
+ * past `backlogBytes` it is cut off (the stream ends without an exit event)
+ * and can re-attach from its last event id, learning exactly what it missed.
  */
 export function execEventStream(exec: Exec, options: EventStreamOptions): ReadableStream<Uint8Array> {
+  /** Seq of the newest frame handed out; undefined before the first read. */
   let cursor: number | undefined;
+  let backlog: Frame[] = [];
+  let backlogHead = 0;
+  let backlogBytes = 0;
   let pendingWake: (() => void) | undefined;
   let detach: (() => void) | undefined;
   let heartbeat: Timer | undefined;
   let done = false;
+  let closed = false;
   let controllerRef: ReadableStreamDefaultController<Uint8Array> | undefined;
 
   const stop = () => {
     done = true;
+    backlog = [];
     if (heartbeat !== undefined) options.clock.clearTimeout(heartbeat);
     detach?.();
     detach = undefined;
-    pendingWake?.();
+    const wake = pendingWake;
+    pendingWake = undefined;
+    wake?.();
   };
 
   const consumer: ExecConsumer = {
-    get cursor() {
-      return cursor;
-    },
     wake() {
       const wake = pendingWake;
       pendingWake = undefined;
       wake?.();
     },
-    cut() {
-      if (done) return;
-      stop();
-      options.onCut?.();
-      controllerRef?.error(new Error(`consumer of exec ${exec.execId} fell behind the replay buffer`));
+    evicted(frames) {
+      // Before the first read the replay starts with a gap instead.
+      if (done || cursor === undefined) return;
+      const last = backlog.at(-1)?.seq ?? cursor;
+      for (const frame of frames) {
+        if (frame.seq <= last) continue;
+        backlog.push(frame);
+        backlogBytes += frame.bytes.length;
+      }
+      if (backlogBytes > options.backlogBytes && controllerRef) {
+        options.onCut?.();
+        // What is already queued still reaches the client, then the stream ends without an exit event.
+        controllerRef.enqueue(CUT_NOTICE);
+        finish(controllerRef);
+      }
     },
   };
 
@@ -66,6 +86,13 @@ export function execEventStream(exec: Exec, options: EventStreamOptions): Readab
     if (!done) heartbeat = options.clock.setTimeout(beat, options.heartbeatMs);
   };
 
+  const finish = (controller: ReadableStreamDefaultController<Uint8Array>) => {
+    stop();
+    if (closed) return;
+    closed = true;
+    controller.close();
+  };
+
   return new ReadableStream<Uint8Array>(
     {
       start(controller) {
@@ -74,7 +101,28 @@ export function execEventStream(exec: Exec, options: EventStreamOptions): Readab
         heartbeat = options.clock.setTimeout(beat, options.heartbeatMs);
       },
       async pull(controller) {
-        while (!done) {
+        for (;;) {
+          if (done) {
+            finish(controller);
+            return;
+          }
+          // Frames that left the ring unread come first, in order.
+          if (backlogHead < backlog.length) {
+            let handed = 0;
+            while (backlogHead < backlog.length && handed < FRAMES_PER_PULL) {
+              const frame = backlog[backlogHead++];
+              if (!frame) continue;
+              controller.enqueue(frame.bytes);
+              backlogBytes -= frame.bytes.length;
+              cursor = frame.seq;
+              handed++;
+            }
+            if (backlogHead === backlog.length) {
+              backlog = [];
+              backlogHead = 0;
+            }
+            return;
+          }
           const { gap, frames } = exec.read(cursor ?? options.afterSeq, FRAMES_PER_PULL);
           if (gap) {
             controller.enqueue(encoder.encode(encodeSseEvent({ seq: gap.toSeq, type: "gap", data: gap })));
@@ -85,14 +133,9 @@ export function execEventStream(exec: Exec, options: EventStreamOptions): Readab
           for (const frame of frames) controller.enqueue(frame.bytes);
           const last = frames.at(-1);
           if (last) cursor = last.seq;
-          if (!exec.running && cursor === exec.lastSeq) {
-            stop();
-            controller.close();
-            return;
-          }
-          if (!options.follow && frames.length < FRAMES_PER_PULL) {
-            stop();
-            controller.close();
+          const caughtUp = frames.length < FRAMES_PER_PULL;
+          if (caughtUp && (!exec.running || !options.follow) && cursor === exec.lastSeq) {
+            finish(controller);
             return;
           }
           if (gap || frames.length > 0) return;

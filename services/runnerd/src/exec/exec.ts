@@ -1,6 +1,6 @@
+import { isUtf8 } from "node:buffer";
 import { type ChildProcess, spawn } from "node:child_process";
 import { performance } from "node:perf_hooks";
-import { StringDecoder } from "node:string_decoder";
 import {
   ApiError,
   type Encoding,
@@ -9,7 +9,10 @@ import {
   type ExecInfo,
   type ExecOutcome,
   type ExitData,
+  encodeBase64OutputFrame,
   encodeSseEvent,
+  encodeUtf8OutputFrame,
+  type OutputStream,
   type Signal,
 } from "@sbx/protocol";
 import type { Logger } from "pino";
@@ -17,8 +20,9 @@ import type { Clock, Timer } from "../clock.js";
 import { HardDeadline, OrphanDeadline } from "./deadline.js";
 import { findExecProcesses, isErrno, signalAll } from "./process-tree.js";
 import { type Frame, type Replay, RingBuffer } from "./ring-buffer.js";
+import { Utf8Chunker } from "./utf8-chunker.js";
 
-export type OutputStream = "stdout" | "stderr";
+export type { OutputStream };
 
 export interface ExecSpec {
   execId: string;
@@ -49,10 +53,11 @@ export interface ExecDeps {
 export interface ExecConsumer {
   /** New frames are available (or the exec ended). */
   wake(): void;
-  /** Output the consumer had not read yet was evicted; it must disconnect and re-attach. */
-  cut(): void;
-  /** Seq of the newest frame handed to this consumer; undefined before its first read. */
-  readonly cursor: number | undefined;
+  /**
+   * Frames leaving the replay buffer, oldest first. A consumer keeps those it
+   * has not read yet in its own bounded backlog, or gives up (disconnects).
+   */
+  evicted(frames: readonly Frame[]): void;
 }
 
 /** Receives the raw bytes of an exec as they are read (used by `?wait=true`). */
@@ -83,7 +88,7 @@ export class Exec {
   private readonly hard: HardDeadline | undefined;
   private readonly consumers = new Set<ExecConsumer>();
   private readonly taps = new Set<OutputTap>();
-  private readonly decoders: Record<OutputStream, StringDecoder> | undefined;
+  private readonly chunkers: Record<OutputStream, Utf8Chunker> | undefined;
   private readonly startedPerf: number;
   private readonly resolveFinished: (exit: ExitData) => void;
   private child: ChildProcess | undefined;
@@ -106,8 +111,7 @@ export class Exec {
     this.tag = spec.tag;
     this.encoding = spec.encoding;
     this.ring = new RingBuffer(deps.ringBytes);
-    this.decoders =
-      spec.encoding === "utf8" ? { stdout: new StringDecoder("utf8"), stderr: new StringDecoder("utf8") } : undefined;
+    this.chunkers = spec.encoding === "utf8" ? { stdout: new Utf8Chunker(), stderr: new Utf8Chunker() } : undefined;
     const finished = Promise.withResolvers<ExitData>();
     this.finished = finished.promise;
     this.resolveFinished = finished.resolve;
@@ -250,7 +254,7 @@ export class Exec {
 
   /** Drops replayable output, keeping only the exit event (retention of old finished execs). */
   dropOutput(): void {
-    this.ring.dropAllButFinal();
+    this.notifyEvicted(this.ring.dropAllButFinal());
   }
 
   // ---- internals -------------------------------------------------------
@@ -294,12 +298,15 @@ export class Exec {
     // Output of processes left behind after the exit event has nowhere to go; reading it keeps them unblocked.
     if (this.exitData !== undefined) return;
     for (const tap of this.taps) tap.onOutput(stream, chunk);
-    if (this.decoders) {
-      const text = this.decoders[stream].write(chunk);
-      if (text.length > 0) this.append({ type: stream, data: { text } });
-    } else {
-      this.append({ type: stream, data: { data: chunk.toString("base64") } });
-    }
+    if (this.chunkers) this.appendText(stream, this.chunkers[stream].push(chunk));
+    else this.appendFrame((seq) => encodeBase64OutputFrame(seq, stream, chunk));
+  }
+
+  /** Text output: valid UTF-8 takes the fast encoder; anything else is decoded with U+FFFD replacements. */
+  private appendText(stream: OutputStream, bytes: Buffer): void {
+    if (bytes.length === 0) return;
+    if (isUtf8(bytes)) this.appendFrame((seq) => encodeUtf8OutputFrame(seq, stream, bytes));
+    else this.append({ type: stream, data: { text: bytes.toString("utf8") } });
   }
 
   private onPipeClosed(): void {
@@ -330,11 +337,8 @@ export class Exec {
   private finish(): void {
     if (this.exitData !== undefined) return;
     if (this.drainTimer !== undefined) this.deps.clock.clearTimeout(this.drainTimer);
-    if (this.decoders) {
-      for (const stream of ["stdout", "stderr"] as const) {
-        const rest = this.decoders[stream].end();
-        if (rest.length > 0) this.append({ type: stream, data: { text: rest } });
-      }
+    if (this.chunkers) {
+      for (const stream of ["stdout", "stderr"] as const) this.appendText(stream, this.chunkers[stream].end());
     }
     this.orphan.stop();
     this.hard?.stop();
@@ -350,7 +354,8 @@ export class Exec {
     };
     this.exitData = exit;
     this.endedAtValue = this.deps.clock.now();
-    this.ring.appendFinal(this.frame({ seq: this.ring.lastSeq + 1, type: "exit", data: exit }));
+    const seq = this.ring.lastSeq + 1;
+    this.ring.appendFinal({ seq, bytes: Buffer.from(encodeSseEvent({ seq, type: "exit", data: exit })) });
     for (const consumer of this.consumers) consumer.wake();
     this.deps.log.info(
       { execId: this.execId, tag: this.tag, pid: this.pidValue, outcome: exit.outcome, exitCode: exit.exitCode },
@@ -413,19 +418,18 @@ export class Exec {
   }
 
   private append(body: EventBody): void {
-    const frame = this.frame({ ...body, seq: this.ring.lastSeq + 1 });
-    const evicted = this.ring.append(frame);
-    if (evicted) {
-      const gone = this.ring.evictedThrough;
-      for (const consumer of this.consumers) {
-        if (consumer.cursor !== undefined && consumer.cursor < gone) consumer.cut();
-      }
-    }
+    this.appendFrame((seq) => Buffer.from(encodeSseEvent({ ...body, seq })));
+  }
+
+  private appendFrame(encode: (seq: number) => Buffer): void {
+    const seq = this.ring.lastSeq + 1;
+    this.notifyEvicted(this.ring.append({ seq, bytes: encode(seq) }));
     for (const consumer of this.consumers) consumer.wake();
   }
 
-  private frame(event: ExecEvent): Frame {
-    return { seq: event.seq, bytes: Buffer.from(encodeSseEvent(event)) };
+  private notifyEvicted(frames: readonly Frame[]): void {
+    if (frames.length === 0) return;
+    for (const consumer of this.consumers) consumer.evicted(frames);
   }
 }
 

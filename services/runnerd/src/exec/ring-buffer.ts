@@ -1,3 +1,5 @@
+const NONE: readonly Frame[] = Object.freeze([]);
+
 /** One encoded event: its sequence number and the exact bytes sent on the wire. */
 export interface Frame {
   readonly seq: number;
@@ -46,9 +48,9 @@ export class RingBuffer {
 
   /**
    * Appends the next frame (seq must be lastSeq + 1) and evicts the oldest
-   * frames past the capacity. Returns true when anything was evicted.
+   * frames past the capacity. Returns the evicted frames, oldest first.
    */
-  append(frame: Frame): boolean {
+  append(frame: Frame): readonly Frame[] {
     this.checkNext(frame);
     this.frames.push(frame);
     this.bytes += frame.bytes.length;
@@ -63,15 +65,19 @@ export class RingBuffer {
     this.last = frame.seq;
   }
 
-  /** Drops every frame but the final one (for finished execs past the output retention count). */
-  dropAllButFinal(): void {
-    const live = this.frames.length - this.head;
-    if (live === 0) return;
-    const newest = this.frames[this.frames.length - 1];
+  /** Drops every frame but the final one (finished execs past the output retention count); returns them. */
+  dropAllButFinal(): readonly Frame[] {
+    const dropped: Frame[] = [];
+    for (let i = this.head; i < this.frames.length; i++) {
+      const frame = this.frames[i];
+      if (frame) dropped.push(frame);
+    }
+    const newest = dropped.at(-1);
     if (newest) this.evicted = newest.seq;
     this.frames = [];
     this.head = 0;
     this.bytes = 0;
+    return dropped;
   }
 
   /** Frames after `afterSeq`, preceded by the gap if some of them were evicted. */
@@ -101,8 +107,9 @@ export class RingBuffer {
     if (frame.seq !== this.last + 1) throw new Error(`frame ${frame.seq} out of order after ${this.last}`);
   }
 
-  private evictOverflow(): boolean {
-    let evictedAny = false;
+  private evictOverflow(): readonly Frame[] {
+    if (this.bytes <= this.capacityBytes) return NONE;
+    const evicted: Frame[] = [];
     while (this.bytes > this.capacityBytes && this.head < this.frames.length) {
       const oldest = this.frames[this.head];
       if (!oldest) break;
@@ -110,13 +117,13 @@ export class RingBuffer {
       this.head++;
       this.bytes -= oldest.bytes.length;
       this.evicted = oldest.seq;
-      evictedAny = true;
+      evicted.push(oldest);
     }
     // Compact once the dead prefix dominates, keeping shifts amortised O(1).
     if (this.head > 1024 && this.head * 2 > this.frames.length) {
       this.frames = this.frames.slice(this.head);
       this.head = 0;
     }
-    return evictedAny;
+    return evicted;
   }
 }

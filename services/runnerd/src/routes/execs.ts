@@ -23,6 +23,7 @@ import type { Logger } from "../log.js";
 export interface ExecRoutesDeps {
   execs: ExecManager;
   heartbeatMs: number;
+  consumerBufferBytes: number;
   waitOutputBytes: number;
   clock: Clock;
   log: Logger;
@@ -44,6 +45,7 @@ export function execRoutes(deps: ExecRoutesDeps): Hono {
       execEventStream(exec, {
         afterSeq,
         follow,
+        backlogBytes: deps.consumerBufferBytes,
         heartbeatMs: deps.heartbeatMs,
         clock: deps.clock,
         onCut: () => deps.log.info({ execId: exec.execId }, "slow consumer cut off"),
