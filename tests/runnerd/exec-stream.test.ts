@@ -171,6 +171,7 @@ describe("exec environment", () => {
     expect(textOf(overlay.events)).toBe("override");
     const unset = await runnerd.json("PATCH", "/v1/env", { unset: ["API_KEY"] });
     expect(unset.body).toEqual({ names: [], denied: [] });
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: a shell expansion, not a template.
     const after = await readEvents(await exec({ shell: 'printf %s "${API_KEY-unset}"' }));
     expect(textOf(after.events)).toBe("unset");
     expect(runnerd.logs()).not.toContain("s3cr3t-value");

@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -25,7 +25,10 @@ export interface RunnerdHandle {
 
 export interface StartOptions {
   env?: Record<string, string>;
-  /** Command prefix to run node under (e.g. unshare + tini). */
+  /**
+   * Command prefix to run node under (e.g. unshare + tini). Stopping then
+   * signals the wrapper's child, since unshare ignores SIGTERM itself.
+   */
   wrap?: string[];
   root?: string;
 }
@@ -98,7 +101,8 @@ export async function startRunnerd(options: StartOptions = {}): Promise<RunnerdH
       if (stopped) return stopped;
       stopped = (async () => {
         if (child.exitCode === null && child.signalCode === null) {
-          child.kill("SIGTERM");
+          const target = options.wrap ? firstChild(child.pid) : child.pid;
+          if (target !== undefined) process.kill(target, "SIGTERM");
           const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
           const result = await exited;
           clearTimeout(timer);
@@ -111,4 +115,15 @@ export async function startRunnerd(options: StartOptions = {}): Promise<RunnerdH
       return stopped;
     },
   };
+}
+
+/** The first child of `pid`, from /proc (Linux). */
+function firstChild(pid: number | undefined): number | undefined {
+  if (pid === undefined) return undefined;
+  try {
+    const children = readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim().split(/\s+/);
+    return children[0] ? Number(children[0]) : undefined;
+  } catch {
+    return undefined;
+  }
 }

@@ -1,6 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { existsSync } from "node:fs";
-import { stat } from "node:fs/promises";
+import { existsSync, statSync } from "node:fs";
 import path from "node:path";
 import { ApiError, type ExecInfo, type ParsedExecRequest, type Signal } from "@sbx/protocol";
 import type { Logger } from "pino";
@@ -78,7 +77,7 @@ export class ExecManager {
         details: { issues: reserved.map((name) => ({ path: `env.${name}`, message: "name is reserved" })) },
       });
     }
-    const cwd = await this.resolveCwd(request.cwd);
+    const cwd = this.resolveCwd(request.cwd);
     if (existing) this.forget(existing.execId);
     const marker = `${this.deps.incarnation}.${execId}`;
     const command: [string, ...string[]] =
@@ -159,10 +158,11 @@ export class ExecManager {
     await Promise.race([Promise.all(running), bound]);
   }
 
-  private async resolveCwd(cwd: string | undefined): Promise<string> {
+  /** Synchronous on purpose: one stat is cheaper than a thread-pool round trip on the exec hot path. */
+  private resolveCwd(cwd: string | undefined): string {
     const dir = cwd === undefined ? this.options.root : path.resolve(this.options.root, cwd);
     try {
-      const info = await stat(dir);
+      const info = statSync(dir);
       if (!info.isDirectory()) throw new ApiError("INVALID_CWD", `cwd ${dir} is not a directory`);
     } catch (error) {
       if (error instanceof ApiError) throw error;

@@ -383,16 +383,20 @@ export class Exec {
     return delivered;
   }
 
+  /** Signals the exec's process group and every process found to belong to it; returns how many were reached. */
   private signalTree(signal: Signal): number {
     const leaderPid = this.mainExit === undefined ? this.pidValue : undefined;
+    const members = findExecProcesses({ leaderPid, marker: this.spec.marker });
     if (leaderPid !== undefined) {
+      // The group first: it also reaches children forked after the scan.
       try {
         process.kill(-leaderPid, signal);
       } catch (error) {
         if (!isErrno(error, "ESRCH")) throw error;
       }
     }
-    return signalAll(findExecProcesses({ leaderPid, marker: this.spec.marker }), signal);
+    signalAll(members, signal);
+    return members.length;
   }
 
   /** Polls until nothing of the exec is left, then stops; at the end of the grace, SIGKILLs the rest. */

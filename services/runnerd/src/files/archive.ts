@@ -1,6 +1,20 @@
 import { randomBytes } from "node:crypto";
 import { constants, createReadStream } from "node:fs";
-import { chmod, link, lstat, mkdir, open, readdir, readlink, rename, rm, symlink, utimes } from "node:fs/promises";
+import {
+  chmod,
+  link,
+  lstat,
+  mkdir,
+  open,
+  readdir,
+  readlink,
+  realpath,
+  rename,
+  rm,
+  rmdir,
+  symlink,
+  utimes,
+} from "node:fs/promises";
 import path from "node:path";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -10,7 +24,7 @@ import * as tar from "tar-stream";
 import { isErrno } from "../exec/process-tree.js";
 import type { Logger } from "../log.js";
 import { onPath } from "./fs-errors.js";
-import { isWithin, type WorkspaceRoot } from "./workspace-root.js";
+import { isWithin, type WorkspacePath, type WorkspaceRoot } from "./workspace-root.js";
 
 /** Entries one extraction accepts at most. */
 export const EXTRACT_MAX_ENTRIES = 100_000;
@@ -73,11 +87,22 @@ export class ArchiveService {
    * devices or FIFOs refuse the whole archive.
    */
   async extract(input: string, body: AsyncIterable<Uint8Array>): Promise<ExtractResult> {
-    const target = this.root.lexical(input);
-    if (target.rel !== ".") await this.root.forCreate(input, { makeParents: true });
-    await onPath(target.rel, () => mkdir(target.abs, { recursive: true }));
-    await this.root.existing(input, { follow: true });
+    const requested = this.root.lexical(input);
+    if (requested.rel === ".") return this.extractInto(requested, body);
+    return this.root.create(input, async (target) => {
+      const made = await onPath(target.rel, () => mkdir(target.abs, { recursive: true }));
+      try {
+        await this.root.existing(input, { follow: true });
+        return await this.extractInto(target, body);
+      } catch (error) {
+        // The target directory was made for this archive: a refused archive takes it away again.
+        if (made !== undefined) await rmdir(target.abs).catch((cause: unknown) => this.log.debug({ err: cause }));
+        throw error;
+      }
+    });
+  }
 
+  private async extractInto(target: WorkspacePath, body: AsyncIterable<Uint8Array>): Promise<ExtractResult> {
     const staging = path.join(target.abs, `.sbx-extract-${randomBytes(6).toString("hex")}`);
     await mkdir(staging, { mode: 0o700 });
     try {
@@ -99,7 +124,9 @@ export class ArchiveService {
     const feeding = gzipped ? pipeline(source, createGunzip(), extractor) : pipeline(source, extractor);
     // If the input ends early or is not tar, the iteration below sees it as an error.
     feeding.catch((error: unknown) => extractor.destroy(error instanceof Error ? error : new Error(String(error))));
-    const links = new Set<string>();
+    /** Symbolic links of this archive (entry name → link text) and every other entry name. */
+    const links = new Map<string, string>();
+    const others = new Set<string>();
     let entries = 0;
     let bytes = 0;
     try {
@@ -113,10 +140,9 @@ export class ArchiveService {
         if (++entries > EXTRACT_MAX_ENTRIES) {
           throw new ApiError("PAYLOAD_TOO_LARGE", `archive has more than ${EXTRACT_MAX_ENTRIES} entries`);
         }
-        for (let dir = path.posix.dirname(name); dir !== "."; dir = path.posix.dirname(dir)) {
-          if (links.has(dir)) refuse(name, `its parent ${dir} is a symbolic link in the same archive`);
-        }
+        refuseThroughLink(name, name, links);
         const dest = path.join(staging, name);
+        if (header.type !== "symlink") others.add(name);
         await mkdir(path.dirname(dest), { recursive: true });
         switch (header.type) {
           case "directory":
@@ -154,14 +180,19 @@ export class ArchiveService {
               refuse(name, `symbolic link to ${JSON.stringify(linkname)} points outside the workspace`);
             }
             await symlink(linkname, dest);
-            links.add(name);
+            links.set(name, linkname);
             entry.resume();
             break;
           }
           case "link": {
             const source = entryName(header.linkname ?? "");
             if (source === undefined) refuse(name, "hard link outside the archive");
-            const sourceInfo = await lstat(path.join(staging, source)).catch(() => undefined);
+            // link() follows symlinks in the source's parents, which could lead anywhere.
+            refuseThroughLink(name, source, links);
+            const sourceInfo = await lstat(path.join(staging, source)).catch((error: unknown) => {
+              if (isErrno(error, "ENOENT") || isErrno(error, "ENOTDIR")) return undefined;
+              throw error;
+            });
             if (!sourceInfo?.isFile())
               refuse(name, `hard link to ${source}, which is not a file earlier in the archive`);
             await link(path.join(staging, source), dest);
@@ -173,6 +204,7 @@ export class ArchiveService {
         }
       }
       await feeding;
+      await this.checkLinkTargets(finalDir, links, others);
     } catch (error) {
       if (error instanceof ApiError) throw error;
       if (isErrno(error, "EEXIST") || isErrno(error, "ELOOP") || isErrno(error, "ENOTDIR")) {
@@ -182,6 +214,62 @@ export class ArchiveService {
       throw new ApiError("VALIDATION_FAILED", `not a valid tar archive: ${message}`, { cause: error });
     }
     return { entries, bytes };
+  }
+
+  /**
+   * Resolves every symbolic link of the archive as it will stand once merged,
+   * following the archive's own links and those already in the workspace, and
+   * refuses the archive if any walk leaves the workspace or loops: a chain of
+   * individually harmless links must not add up to a way out.
+   */
+  private async checkLinkTargets(finalDir: string, links: Map<string, string>, others: Set<string>): Promise<void> {
+    if (links.size === 0) return;
+    const root = this.root.real;
+    const base = await realpath(finalDir);
+    const archiveLinks = new Map([...links].map(([name, text]) => [path.join(base, name), text]));
+    const archiveEntries = new Set([...others].map((name) => path.join(base, name)));
+    let hops = 0;
+    const linkAt = async (abs: string): Promise<string | undefined> => {
+      const own = archiveLinks.get(abs);
+      if (own !== undefined || archiveEntries.has(abs)) return own;
+      try {
+        return (await lstat(abs)).isSymbolicLink() ? await readlink(abs) : undefined;
+      } catch (error) {
+        if (isErrno(error, "ENOENT") || isErrno(error, "ENOTDIR")) return undefined;
+        throw error;
+      }
+    };
+    /** Walks `text` from directory `from`; undefined as soon as it leaves the root. */
+    const walk = async (from: string, text: string): Promise<string | undefined> => {
+      let current = from;
+      let rest = text;
+      if (path.isAbsolute(text)) {
+        const inside = [this.root.configured, root].find((prefix) => isWithin(prefix, path.normalize(text)));
+        // Absolute targets are followed only when they name the workspace plainly (no `..`).
+        if (inside === undefined || text.split("/").includes("..")) return undefined;
+        current = root;
+        rest = path.relative(inside, text);
+      }
+      for (const part of rest.split("/")) {
+        if (part === "" || part === ".") continue;
+        current = part === ".." ? path.dirname(current) : path.join(current, part);
+        if (!isWithin(root, current)) return undefined;
+        if (part === "..") continue;
+        const target = await linkAt(current);
+        if (target === undefined) continue;
+        if (++hops > 256) return undefined;
+        const resolved = await walk(path.dirname(current), target);
+        if (resolved === undefined) return undefined;
+        current = resolved;
+      }
+      return current;
+    };
+    for (const [name, text] of links) {
+      hops = 0;
+      if ((await walk(path.dirname(path.join(base, name)), text)) === undefined) {
+        refuse(name, `symbolic link to ${JSON.stringify(text)} leads outside the workspace through other links`);
+      }
+    }
   }
 }
 
@@ -193,6 +281,13 @@ function entryName(raw: string): string | undefined {
   if (name === "." || name === "") return undefined;
   if (name === ".." || name.startsWith("../")) refuse(raw, "name escapes the target directory");
   return name;
+}
+
+/** Refuses `entry` when `name` (itself or its hard-link source) lies beneath a symlink from the same archive. */
+function refuseThroughLink(entry: string, name: string, links: { has(name: string): boolean }): void {
+  for (let dir = path.posix.dirname(name); dir !== "."; dir = path.posix.dirname(dir)) {
+    if (links.has(dir)) refuse(entry, `${name} lies beneath ${dir}, a symbolic link in the same archive`);
+  }
 }
 
 function refuse(entry: string, reason: string): never {

@@ -86,11 +86,12 @@ export class FileService {
         details: { maxBytes: this.maxFileBytes },
       });
     if (options.declaredLength !== undefined && options.declaredLength > this.maxFileBytes) throw tooLarge();
-    const p = await this.root.forCreate(input, { makeParents: true });
-    const result = await onPath(p.rel, () =>
-      writeAtomically(p.abs, body, { mode: options.mode, maxBytes: this.maxFileBytes, tooLarge }),
-    );
-    return { path: p.rel, ...result };
+    return this.root.create(input, async (p) => {
+      const result = await onPath(p.rel, () =>
+        writeAtomically(p.abs, body, { mode: options.mode, maxBytes: this.maxFileBytes, tooLarge }),
+      );
+      return { path: p.rel, ...result };
+    });
   }
 
   async remove(input: string, recursive: boolean): Promise<{ path: string }> {
@@ -126,33 +127,34 @@ export class FileService {
   async move(from: string, to: string, overwrite: boolean): Promise<{ from: string; to: string }> {
     const source = await this.root.existing(from, { follow: false });
     if (source.rel === ".") throw new ApiError("INVALID_PATH", "the workspace root itself cannot be moved");
-    const target = await this.root.forCreate(to, { makeParents: true });
-    if (isWithin(source.abs, target.abs) && source.abs !== target.abs) {
-      throw new ApiError("INVALID_PATH", `cannot move ${source.rel} into itself`);
-    }
-    await onPath(source.rel, () => lstat(source.abs));
-    await onPath(target.rel, async () => {
-      const existing = await lstat(target.abs).catch((error: unknown) => {
-        if (isErrno(error, "ENOENT")) return undefined;
-        throw error;
-      });
-      if (existing && !overwrite)
-        throw new ApiError("ALREADY_EXISTS", `${target.rel} already exists (overwrite: true replaces it)`);
-      try {
-        await rename(source.abs, target.abs);
-      } catch (error) {
-        // Across mount points inside the workspace rename cannot work: copy, then remove.
-        if (!isErrno(error, "EXDEV")) throw error;
-        await cp(source.abs, target.abs, {
-          recursive: true,
-          force: overwrite,
-          errorOnExist: !overwrite,
-          verbatimSymlinks: true,
-        });
-        await rm(source.abs, { recursive: true });
+    return this.root.create(to, async (target) => {
+      if (isWithin(source.abs, target.abs) && source.abs !== target.abs) {
+        throw new ApiError("INVALID_PATH", `cannot move ${source.rel} into itself`);
       }
+      await onPath(source.rel, () => lstat(source.abs));
+      await onPath(target.rel, async () => {
+        const existing = await lstat(target.abs).catch((error: unknown) => {
+          if (isErrno(error, "ENOENT")) return undefined;
+          throw error;
+        });
+        if (existing && !overwrite)
+          throw new ApiError("ALREADY_EXISTS", `${target.rel} already exists (overwrite: true replaces it)`);
+        try {
+          await rename(source.abs, target.abs);
+        } catch (error) {
+          // Across mount points inside the workspace rename cannot work: copy, then remove.
+          if (!isErrno(error, "EXDEV")) throw error;
+          await cp(source.abs, target.abs, {
+            recursive: true,
+            force: overwrite,
+            errorOnExist: !overwrite,
+            verbatimSymlinks: true,
+          });
+          await rm(source.abs, { recursive: true });
+        }
+      });
+      return { from: source.rel, to: target.rel };
     });
-    return { from: source.rel, to: target.rel };
   }
 }
 

@@ -1,4 +1,4 @@
-import { mkdir, realpath } from "node:fs/promises";
+import { mkdir, realpath, rmdir } from "node:fs/promises";
 import path from "node:path";
 import { ApiError } from "@sbx/protocol";
 import { isErrno } from "../exec/process-tree.js";
@@ -59,23 +59,62 @@ export class WorkspaceRoot {
   /**
    * A path about to be created or replaced. The deepest existing ancestor must
    * resolve inside the root; with `makeParents`, missing directories are
-   * created and the parent is checked again afterwards.
+   * created and the parent is checked again afterwards. `createdFrom` names
+   * the first directory this call created, so a failed operation can undo it.
    */
-  async forCreate(input: string, options: { makeParents: boolean }): Promise<WorkspacePath> {
+  async forCreate(input: string, options: { makeParents: boolean }): Promise<WorkspacePath & { createdFrom?: string }> {
     const p = this.lexical(input);
     if (p.rel === ".") throw new ApiError("INVALID_PATH", "the workspace root itself cannot be replaced");
     const parent = path.dirname(p.abs);
-    if (options.makeParents) {
-      await this.checkReal(await this.deepestExisting(parent), p.rel);
-      await mkdir(parent, { recursive: true }).catch((error: unknown) => {
-        if (isErrno(error, "EEXIST") || isErrno(error, "ENOTDIR")) {
-          throw new ApiError("NOT_A_DIRECTORY", `a parent of ${p.rel} is not a directory`);
-        }
-        throw error;
-      });
+    if (!options.makeParents) {
+      await this.checkReal(parent, p.rel);
+      return p;
     }
-    await this.checkReal(parent, p.rel);
-    return p;
+    await this.checkReal(await this.deepestExisting(parent), p.rel);
+    const createdFrom = await mkdir(parent, { recursive: true }).catch((error: unknown) => {
+      // ENOENT: a dangling symbolic link stands where a parent directory should be.
+      if (isErrno(error, "EEXIST") || isErrno(error, "ENOTDIR") || isErrno(error, "ENOENT")) {
+        throw new ApiError("NOT_A_DIRECTORY", `a parent of ${p.rel} is not a directory`);
+      }
+      throw error;
+    });
+    const created = createdFrom === undefined ? p : { ...p, createdFrom };
+    try {
+      await this.checkReal(parent, p.rel);
+    } catch (error) {
+      await this.undoParents(created);
+      throw error;
+    }
+    return created;
+  }
+
+  /**
+   * Runs `op` on a path to be created, creating its parents first; when `op`
+   * fails, the directories created for it are removed again (if still empty),
+   * so a refused or failed write leaves nothing behind.
+   */
+  async create<T>(input: string, op: (target: WorkspacePath) => Promise<T>): Promise<T> {
+    const target = await this.forCreate(input, { makeParents: true });
+    try {
+      return await op(target);
+    } catch (error) {
+      await this.undoParents(target);
+      throw error;
+    }
+  }
+
+  /** Removes the directories `forCreate` made, innermost first, stopping at one that is not empty. */
+  async undoParents(target: { abs: string; createdFrom?: string }): Promise<void> {
+    if (target.createdFrom === undefined) return;
+    for (let dir = path.dirname(target.abs); isWithin(target.createdFrom, dir); dir = path.dirname(dir)) {
+      try {
+        await rmdir(dir);
+      } catch (error) {
+        if (isErrno(error, "ENOTEMPTY") || isErrno(error, "EEXIST") || isErrno(error, "ENOENT")) return;
+        throw error;
+      }
+      if (dir === target.createdFrom) return;
+    }
   }
 
   /** The `rel` form of an absolute path already known to be inside the root. */

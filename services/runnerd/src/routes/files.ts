@@ -20,7 +20,8 @@ export interface FileRoutesDeps {
   fetcher: FetchService;
 }
 
-const octal = (mode: string | undefined) => (mode === undefined ? undefined : Number.parseInt(mode, 8));
+/** Permission bits only: setuid, setgid and sticky bits are dropped, as archive extraction does. */
+const octal = (mode: string | undefined) => (mode === undefined ? undefined : Number.parseInt(mode, 8) & 0o777);
 
 /** The request body as bytes, streamed (never buffered whole). */
 function bodyOf(c: Context): AsyncIterable<Uint8Array> {

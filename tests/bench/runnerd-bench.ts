@@ -1,0 +1,249 @@
+// runnerd benchmarks: each figure is a ratio against the obvious alternative
+// measured in the same run (spawning the command directly from Node).
+//
+//   node tests/bench/runnerd-bench.ts [--runs N] [--throughput-runs N] [--mib N]
+//
+// Prints a Markdown table; docs/performance.md holds the last recorded figures.
+import { spawn } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
+import { createWriteStream } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import http from "node:http";
+import { cpus, tmpdir } from "node:os";
+import path from "node:path";
+import { parseArgs } from "node:util";
+import { createParser } from "eventsource-parser";
+
+const { values } = parseArgs({
+  options: {
+    runs: { type: "string", default: "500" },
+    "throughput-runs": { type: "string", default: "5" },
+    mib: { type: "string", default: "200" },
+  },
+});
+const RUNS = Number(values.runs);
+const THROUGHPUT_RUNS = Number(values["throughput-runs"]);
+const MIB = Number(values.mib);
+const BUNDLE = new URL("../../services/runnerd/dist/runnerd.mjs", import.meta.url).pathname;
+
+interface Runnerd {
+  port: number;
+  stop(): Promise<void>;
+}
+
+async function startRunnerd(root: string, token: string): Promise<Runnerd> {
+  const child = spawn(process.execPath, [BUNDLE], {
+    env: {
+      PATH: process.env.PATH ?? "/usr/bin:/bin",
+      RUNNERD_HOST: "127.0.0.1",
+      RUNNERD_PORT: "0",
+      RUNNERD_ROOT: root,
+      RUNNERD_TOKEN_SHA256: createHash("sha256").update(token).digest("hex"),
+      // Finished execs are forgotten quickly so hundreds of runs do not pile up.
+      RUNNERD_RETAIN_OUTPUT_EXECS: "4",
+    },
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  const port = await new Promise<number>((resolve, reject) => {
+    let out = "";
+    child.stdout.on("data", (chunk: Buffer) => {
+      out += chunk.toString();
+      const match = /"port":(\d+)/.exec(out);
+      if (match?.[1]) resolve(Number(match[1]));
+    });
+    child.once("exit", () => reject(new Error(`runnerd exited: ${out}`)));
+  });
+  return {
+    port,
+    stop: () =>
+      new Promise<void>((resolve) => {
+        child.once("exit", () => resolve());
+        child.kill("SIGTERM");
+      }),
+  };
+}
+
+const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+
+function post(port: number, token: string, pathAndQuery: string, body: unknown, onData: (chunk: string) => void) {
+  return new Promise<void>((resolve, reject) => {
+    const request = http.request(
+      {
+        host: "127.0.0.1",
+        port,
+        path: pathAndQuery,
+        method: "POST",
+        agent,
+        headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+      },
+      (response) => {
+        response.setEncoding("utf8");
+        response.on("data", onData);
+        response.on("end", resolve);
+        response.on("error", reject);
+      },
+    );
+    request.on("error", reject);
+    request.end(JSON.stringify(body));
+  });
+}
+
+function percentile(sorted: number[], p: number): number {
+  const index = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[index] ?? Number.NaN;
+}
+
+function stats(samples: number[]) {
+  const sorted = [...samples].sort((a, b) => a - b);
+  return { median: percentile(sorted, 50), p90: percentile(sorted, 90), p99: percentile(sorted, 99) };
+}
+
+async function timed(fn: () => Promise<void>): Promise<number> {
+  const start = performance.now();
+  await fn();
+  return performance.now() - start;
+}
+
+const spawnDirect = (argv: string[]) =>
+  new Promise<void>((resolve, reject) => {
+    const [file, ...args] = argv;
+    if (!file) throw new Error("empty argv");
+    const child = spawn(file, args, { stdio: ["ignore", "pipe", "pipe"] });
+    child.stdout.resume();
+    child.stderr.resume();
+    child.once("error", reject);
+    child.once("close", () => resolve());
+  });
+
+/** Reads `cat FILE` directly and returns the bytes read. */
+const readDirect = (file: string) =>
+  new Promise<number>((resolve, reject) => {
+    let bytes = 0;
+    const child = spawn("cat", [file], { stdio: ["ignore", "pipe", "inherit"] });
+    child.stdout.on("data", (chunk: Buffer) => {
+      bytes += chunk.length;
+    });
+    child.once("error", reject);
+    child.once("close", () => resolve(bytes));
+  });
+
+/** Streams `cat FILE` through runnerd's SSE and returns the payload bytes received (decoded). */
+async function readThroughRunnerd(port: number, token: string, file: string, encoding: "utf8" | "base64") {
+  let bytes = 0;
+  let exit = "";
+  let gap = false;
+  const parser = createParser({
+    onEvent: (event) => {
+      if (event.event === "stdout") {
+        const data: unknown = JSON.parse(event.data);
+        if (typeof data === "object" && data !== null) {
+          if ("text" in data && typeof data.text === "string") bytes += Buffer.byteLength(data.text);
+          else if ("data" in data && typeof data.data === "string") bytes += Buffer.from(data.data, "base64").length;
+        }
+      } else if (event.event === "exit") exit = event.data;
+      else if (event.event === "gap") gap = true;
+    },
+  });
+  await post(port, token, "/v1/execs", { argv: ["cat", file], encoding }, (chunk) => parser.feed(chunk));
+  if (!exit.includes('"completed"') || gap) throw new Error(`stream incomplete (gap: ${gap}, exit: ${exit || "none"})`);
+  return bytes;
+}
+
+async function writeFile(file: string, chunkOf: () => Buffer, total: number) {
+  const out = createWriteStream(file);
+  for (let written = 0; written < total; ) {
+    const chunk = chunkOf().subarray(0, total - written);
+    written += chunk.length;
+    if (!out.write(chunk)) await new Promise<void>((r) => out.once("drain", () => r()));
+  }
+  await new Promise<void>((resolve, reject) => out.end((error?: Error | null) => (error ? reject(error) : resolve())));
+}
+
+async function main() {
+  const root = await mkdtemp(path.join(tmpdir(), "runnerd-bench-"));
+  const token = randomBytes(16).toString("hex");
+  const runnerd = await startRunnerd(root, token);
+  const rows: string[] = [];
+  try {
+    // ---- exec round trip ------------------------------------------------
+    const waitOnce = () => post(runnerd.port, token, "/v1/execs?wait=true", { argv: ["true"] }, () => {});
+    const sseOnce = () => post(runnerd.port, token, "/v1/execs", { argv: ["true"] }, () => {});
+    const directOnce = () => spawnDirect(["true"]);
+    for (let i = 0; i < 30; i++) await Promise.all([waitOnce(), directOnce()]); // warm-up
+    const wait: number[] = [];
+    const sse: number[] = [];
+    const direct: number[] = [];
+    // Interleaved, so drift on a shared machine hits all three alike.
+    for (let i = 0; i < RUNS; i++) {
+      direct.push(await timed(directOnce));
+      wait.push(await timed(waitOnce));
+      sse.push(await timed(sseOnce));
+    }
+    const d = stats(direct);
+    const ms = (v: number) => v.toFixed(2);
+    rows.push("| exec round trip of `true` | median | p90 | p99 | vs direct (median) |", "|---|---|---|---|---|");
+    rows.push(`| child_process.spawn (direct) | ${ms(d.median)} ms | ${ms(d.p90)} ms | ${ms(d.p99)} ms | 1.00× |`);
+    for (const [name, samples] of [
+      ["runnerd `POST /v1/execs?wait=true`", wait],
+      ["runnerd `POST /v1/execs` (SSE to exit)", sse],
+    ] as const) {
+      const s = stats(samples);
+      rows.push(
+        `| ${name} | ${ms(s.median)} ms | ${ms(s.p90)} ms | ${ms(s.p99)} ms | ${(s.median / d.median).toFixed(2)}× |`,
+      );
+    }
+
+    // ---- stdout throughput ----------------------------------------------
+    const bytes = MIB * 1024 * 1024;
+    const textFile = path.join(root, "text.txt");
+    const binFile = path.join(root, "random.bin");
+    let line = 0;
+    await writeFile(
+      textFile,
+      () => {
+        let s = "";
+        for (let i = 0; i < 1000; i++) s += `line ${++line}: the quick brown fox jumps over the lazy dog\n`;
+        return Buffer.from(s);
+      },
+      bytes,
+    );
+    await writeFile(binFile, () => randomBytes(1024 * 1024), bytes);
+    rows.push(
+      "",
+      `| stdout throughput, ${MIB} MiB (median of ${THROUGHPUT_RUNS}) | runnerd | direct read | ratio |`,
+      "|---|---|---|---|",
+    );
+    for (const [name, file, encoding] of [
+      ["text lines, utf8 mode", textFile, "utf8"],
+      ["random bytes, base64 mode", binFile, "base64"],
+    ] as const) {
+      await readThroughRunnerd(runnerd.port, token, file, encoding); // warm-up
+      const ours: number[] = [];
+      const theirs: number[] = [];
+      for (let i = 0; i < THROUGHPUT_RUNS; i++) {
+        let got = 0;
+        const t1 = await timed(async () => {
+          got = await readThroughRunnerd(runnerd.port, token, file, encoding);
+        });
+        if (got !== bytes) throw new Error(`${name}: received ${got} of ${bytes} bytes`);
+        ours.push(bytes / 1e6 / (t1 / 1000));
+        const t2 = await timed(async () => {
+          got = await readDirect(file);
+        });
+        theirs.push(bytes / 1e6 / (t2 / 1000));
+      }
+      const a = stats(ours).median;
+      const b = stats(theirs).median;
+      rows.push(`| ${name} | ${a.toFixed(0)} MB/s | ${b.toFixed(0)} MB/s | ${(a / b).toFixed(2)}× |`);
+    }
+  } finally {
+    await runnerd.stop();
+    agent.destroy();
+    await rm(root, { recursive: true, force: true });
+  }
+  console.log(`runnerd benchmark — ${new Date().toISOString()}, Node ${process.version}, ${cpus().length} CPUs`);
+  console.log(`(${RUNS} round trips each; MB = 10^6 bytes of payload)\n`);
+  console.log(rows.join("\n"));
+}
+
+await main();
