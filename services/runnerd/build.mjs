@@ -11,7 +11,9 @@ await build({
   platform: "node",
   target: "node22",
   format: "esm",
-  minify: false,
+  minify: true,
+  // Readable stack traces in the logs, still half the size and parse time.
+  keepNames: true,
   sourcemap: false,
   legalComments: "none",
   define: { RUNNERD_VERSION: JSON.stringify(pkg.version) },

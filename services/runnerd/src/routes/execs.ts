@@ -34,6 +34,9 @@ const SSE_HEADERS = {
   "Cache-Control": "no-cache, no-transform",
   // Tells nginx-style proxies not to buffer the stream.
   "X-Accel-Buffering": "no",
+  // Without it @hono/node-server waits (up to a timer tick) for the body to end so it can send a
+  // Content-Length; an event stream must start at once.
+  "Transfer-Encoding": "chunked",
 };
 
 export function execRoutes(deps: ExecRoutesDeps): Hono {
