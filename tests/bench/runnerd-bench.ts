@@ -5,14 +5,14 @@
 //
 // Prints a Markdown table; docs/performance.md holds the last recorded figures.
 import { spawn } from "node:child_process";
-import { createHash, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { createWriteStream } from "node:fs";
-import { mkdtemp, rm } from "node:fs/promises";
 import http from "node:http";
-import { cpus, tmpdir } from "node:os";
+import { cpus } from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { createParser } from "eventsource-parser";
+import { startRunnerd } from "../support/runnerd.ts";
 
 const { values } = parseArgs({
   options: {
@@ -24,48 +24,6 @@ const { values } = parseArgs({
 const RUNS = Number(values.runs);
 const THROUGHPUT_RUNS = Number(values["throughput-runs"]);
 const MIB = Number(values.mib);
-const BUNDLE = new URL("../../services/runnerd/dist/runnerd.mjs", import.meta.url).pathname;
-
-interface Runnerd {
-  port: number;
-  stop(): Promise<void>;
-}
-
-async function startRunnerd(root: string, token: string, consumerBufferBytes: number): Promise<Runnerd> {
-  const child = spawn(process.execPath, [BUNDLE], {
-    env: {
-      PATH: process.env.PATH ?? "/usr/bin:/bin",
-      RUNNERD_HOST: "127.0.0.1",
-      RUNNERD_PORT: "0",
-      RUNNERD_ROOT: root,
-      RUNNERD_TOKEN_SHA256: createHash("sha256").update(token).digest("hex"),
-      // Finished execs are forgotten quickly so hundreds of runs do not pile up.
-      RUNNERD_RETAIN_OUTPUT_EXECS: "4",
-      // On two shared cores the reading client can lag the producer for a while; with room
-      // for the whole payload the figure measures throughput, not the cut-off policy.
-      RUNNERD_CONSUMER_BUFFER_BYTES: String(consumerBufferBytes),
-    },
-    stdio: ["ignore", "pipe", "inherit"],
-  });
-  const port = await new Promise<number>((resolve, reject) => {
-    let out = "";
-    child.stdout.on("data", (chunk: Buffer) => {
-      out += chunk.toString();
-      const match = /"port":(\d+)/.exec(out);
-      if (match?.[1]) resolve(Number(match[1]));
-      if (chunk.includes("slow consumer")) process.stderr.write("runnerd: a benchmark consumer was cut off\n");
-    });
-    child.once("exit", () => reject(new Error(`runnerd exited: ${out}`)));
-  });
-  return {
-    port,
-    stop: () =>
-      new Promise<void>((resolve) => {
-        child.once("exit", () => resolve());
-        child.kill("SIGTERM");
-      }),
-  };
-}
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
 
@@ -164,14 +122,25 @@ async function writeFile(file: string, chunkOf: () => Buffer, total: number) {
 }
 
 async function main() {
-  const root = await mkdtemp(path.join(tmpdir(), "runnerd-bench-"));
-  const token = randomBytes(16).toString("hex");
-  const runnerd = await startRunnerd(root, token, 2 * MIB * 1024 * 1024);
+  const runnerd = await startRunnerd({
+    env: {
+      // Finished execs are forgotten quickly so hundreds of runs do not pile up.
+      RUNNERD_RETAIN_OUTPUT_EXECS: "4",
+      // On two shared cores the reading client can lag the producer for a while; with room
+      // for the whole payload the figure measures throughput, not the cut-off policy.
+      RUNNERD_CONSUMER_BUFFER_BYTES: String(2 * MIB * 1024 * 1024),
+    },
+  });
+  const { root, token } = runnerd;
+  const port = Number(new URL(runnerd.url).port);
+  runnerd.child.stdout?.on("data", (chunk: Buffer) => {
+    if (chunk.includes("slow consumer")) process.stderr.write("runnerd: a benchmark consumer was cut off\n");
+  });
   const rows: string[] = [];
   try {
     // ---- exec round trip ------------------------------------------------
-    const waitOnce = () => post(runnerd.port, token, "/v1/execs?wait=true", { argv: ["true"] }, () => {});
-    const sseOnce = () => post(runnerd.port, token, "/v1/execs", { argv: ["true"] }, () => {});
+    const waitOnce = () => post(port, token, "/v1/execs?wait=true", { argv: ["true"] }, () => {});
+    const sseOnce = () => post(port, token, "/v1/execs", { argv: ["true"] }, () => {});
     const directOnce = () => spawnDirect(["true"]);
     for (let i = 0; i < 30; i++) await Promise.all([waitOnce(), directOnce()]); // warm-up
     const wait: number[] = [];
@@ -221,13 +190,13 @@ async function main() {
       ["text lines, utf8 mode", textFile, "utf8"],
       ["random bytes, base64 mode", binFile, "base64"],
     ] as const) {
-      await readThroughRunnerd(runnerd.port, token, file, encoding); // warm-up
+      await readThroughRunnerd(port, token, file, encoding); // warm-up
       const ours: number[] = [];
       const theirs: number[] = [];
       for (let i = 0; i < THROUGHPUT_RUNS; i++) {
         let got = 0;
         const t1 = await timed(async () => {
-          got = await readThroughRunnerd(runnerd.port, token, file, encoding);
+          got = await readThroughRunnerd(port, token, file, encoding);
         });
         if (got !== bytes) throw new Error(`${name}: received ${got} of ${bytes} bytes`);
         ours.push(bytes / 1e6 / (t1 / 1000));
@@ -243,7 +212,6 @@ async function main() {
   } finally {
     await runnerd.stop();
     agent.destroy();
-    await rm(root, { recursive: true, force: true });
   }
   console.log(`runnerd benchmark — ${new Date().toISOString()}, Node ${process.version}, ${cpus().length} CPUs`);
   console.log(`(${RUNS} round trips each; MB = 10^6 bytes of payload)\n`);

@@ -1,10 +1,11 @@
 import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
-import { readFile } from "node:fs/promises";
+import { copyFile, mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { eventually, isAlive } from "../support/proc.js";
-import { startRunnerd } from "../support/runnerd.js";
+import { RUNNERD_BUNDLE, startRunnerd } from "../support/runnerd.js";
 import { exitOf, readEvents, textOf } from "../support/sse.js";
 
 const TINI = ["/usr/bin/tini", "/sbin/tini"].find((p) => existsSync(p));
@@ -48,6 +49,23 @@ describe("shutdown", () => {
     expect(isAlive(started.data.pid)).toBe(false);
     expect(await eventually(() => !isAlive(grandchild), 2000)).toBe(true);
     expect(runnerd.logs()).toContain('"msg":"stopped"');
+  });
+
+  it("runs from a lone copy of the bundle, with no node_modules anywhere above it", async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), "runnerd-lone-"));
+    try {
+      const bundle = path.join(dir, "runnerd.mjs");
+      await copyFile(RUNNERD_BUNDLE, bundle);
+      const runnerd = await startRunnerd({ bundle });
+      try {
+        const response = await runnerd.json("POST", "/v1/execs?wait=true", { argv: ["echo", "alone"] });
+        expect(response.body).toMatchObject({ stdout: "alone\n", outcome: "completed" });
+      } finally {
+        await runnerd.stop();
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it("exits with a message naming the variable when the configuration is invalid", async () => {

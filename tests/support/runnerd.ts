@@ -31,11 +31,14 @@ export interface StartOptions {
    */
   wrap?: string[];
   root?: string;
+  /** Path of the bundle to run (default: the build output). */
+  bundle?: string;
 }
 
 /** Starts the built runnerd bundle on 127.0.0.1 with a random port, a temp root and a fresh token. */
 export async function startRunnerd(options: StartOptions = {}): Promise<RunnerdHandle> {
-  if (!existsSync(RUNNERD_BUNDLE)) throw new Error(`${RUNNERD_BUNDLE} is missing: run the build first`);
+  const bundle = options.bundle ?? RUNNERD_BUNDLE;
+  if (!existsSync(bundle)) throw new Error(`${bundle} is missing: run the build first`);
   const root = options.root ?? (await mkdtemp(path.join(tmpdir(), "runnerd-test-")));
   const token = randomBytes(24).toString("base64url");
   const env = {
@@ -49,7 +52,7 @@ export async function startRunnerd(options: StartOptions = {}): Promise<RunnerdH
     RUNNERD_SHUTDOWN_GRACE_MS: "1000",
     ...options.env,
   };
-  const argv = [...(options.wrap ?? []), process.execPath, RUNNERD_BUNDLE];
+  const argv = [...(options.wrap ?? []), process.execPath, bundle];
   const [file, ...args] = argv;
   if (file === undefined) throw new Error("empty command");
   const child = spawn(file, args, { env, stdio: ["ignore", "pipe", "pipe"] });
