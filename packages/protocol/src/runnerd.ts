@@ -19,6 +19,17 @@ import {
 
 export const HealthResponseSchema = z.object({ status: z.literal("ok") });
 
+/**
+ * A session's lifetime as last set through the spawner. Docker labels cannot
+ * change after creation, so an extended or shortened lifetime lives here, in
+ * the session's own runnerd, for exactly as long as the session does.
+ */
+export const LeaseSchema = z.strictObject({
+  expiresAt: z.int().min(0),
+  idleTimeoutMs: z.int().min(1000),
+});
+export type Lease = z.infer<typeof LeaseSchema>;
+
 export const RunnerdStatusSchema = z.object({
   version: z.string(),
   /** Random per process start: a change means runnerd restarted and lost its execs. */
@@ -27,6 +38,7 @@ export const RunnerdStatusSchema = z.object({
   /** Last authenticated API call other than this status read (epoch ms). */
   lastActivityAt: z.number(),
   liveExecs: z.int(),
+  lease: LeaseSchema.nullable(),
 });
 export type RunnerdStatus = z.infer<typeof RunnerdStatusSchema>;
 

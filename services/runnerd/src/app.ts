@@ -1,10 +1,10 @@
 import { randomBytes } from "node:crypto";
 import { userInfo } from "node:os";
-import { ApiError, type RunnerdStatus } from "@sbx/protocol";
-import { type Context, Hono } from "hono";
+import { type Clock, errorResponse, type Logger } from "@sbx/edge";
+import { ApiError, type Lease, type RunnerdStatus } from "@sbx/protocol";
+import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { bearerAuth } from "./auth.js";
-import type { Clock } from "./clock.js";
 import type { Config } from "./config.js";
 import { baseEnvironment, EnvStore } from "./env/env-store.js";
 import { ExecManager } from "./exec/exec-manager.js";
@@ -12,11 +12,10 @@ import { ArchiveService } from "./files/archive.js";
 import { FetchService } from "./files/fetch.js";
 import { FileService } from "./files/file-service.js";
 import { WorkspaceRoot } from "./files/workspace-root.js";
-import type { Logger } from "./log.js";
 import { envRoutes } from "./routes/env.js";
 import { execRoutes } from "./routes/execs.js";
 import { fileRoutes } from "./routes/files.js";
-import { healthRoutes, statusRoutes } from "./routes/status.js";
+import { healthRoutes, leaseRoutes, statusRoutes } from "./routes/status.js";
 
 export interface Runnerd {
   app: Hono;
@@ -62,17 +61,27 @@ export async function createRunnerd(deps: RunnerdDeps): Promise<Runnerd> {
   );
   const bootedAt = clock.now();
   let lastActivityAt = bootedAt;
+  let lease: Lease | null = null;
   const status = (): RunnerdStatus => ({
     version: deps.version,
     incarnation,
     bootedAt,
     lastActivityAt,
     liveExecs: execs.liveCount,
+    lease,
   });
+  const statusSource = {
+    status,
+    setLease: (next: Lease) => {
+      lease = next;
+    },
+  };
 
   const app = new Hono();
-  app.onError((error, c) => errorResponse(c, error, log));
-  app.notFound((c) => errorResponse(c, new ApiError("NOT_FOUND", `no route ${c.req.method} ${c.req.path}`), log));
+  app.onError((error, c) => errorResponse(c, error, log, "runnerd"));
+  app.notFound((c) =>
+    errorResponse(c, new ApiError("NOT_FOUND", `no route ${c.req.method} ${c.req.path}`), log, "runnerd"),
+  );
 
   app.route("/", healthRoutes());
   app.use("/v1/*", bearerAuth(config.tokenSha256));
@@ -98,7 +107,8 @@ export async function createRunnerd(deps: RunnerdDeps): Promise<Runnerd> {
     app.use(prefix, jsonLimit);
   }
 
-  app.route("/v1/status", statusRoutes({ status }));
+  app.route("/v1/status", statusRoutes(statusSource));
+  app.route("/v1/lease", leaseRoutes(statusSource));
   app.route(
     "/v1/execs",
     execRoutes({
@@ -121,21 +131,4 @@ export async function createRunnerd(deps: RunnerdDeps): Promise<Runnerd> {
   );
 
   return { app, execs, status };
-}
-
-/** The one place errors become HTTP responses: the envelope, its status, no internals. */
-export function errorResponse(c: Context, error: unknown, log: Logger): Response {
-  if (error instanceof ApiError) {
-    if (error.status >= 500) log.warn({ code: error.code, err: error.cause }, error.message);
-    return envelopeResponse(error);
-  }
-  log.error({ err: error, method: c.req.method, path: c.req.path }, "unhandled error");
-  return envelopeResponse(new ApiError("INTERNAL", "internal error; see runnerd's log"));
-}
-
-function envelopeResponse(error: ApiError): Response {
-  return new Response(JSON.stringify(error.toEnvelope()), {
-    status: error.status,
-    headers: { ...error.headers, "Content-Type": "application/json" },
-  });
 }

@@ -1,3 +1,4 @@
+import { describeEnvIssues } from "@sbx/protocol";
 import { z } from "zod";
 
 const MiB = 1024 * 1024;
@@ -91,13 +92,6 @@ export class ConfigError extends Error {
 /** Reads and validates runnerd's configuration from `env`. */
 export function loadConfig(env: NodeJS.ProcessEnv): Config {
   const result = ConfigSchema.safeParse(env);
-  if (!result.success) {
-    const lines = result.error.issues.map((issue) => {
-      const name = String(issue.path[0] ?? "environment");
-      const problem = issue.code === "invalid_type" && env[name] === undefined ? "is required" : issue.message;
-      return `${name} ${problem}`;
-    });
-    throw new ConfigError(`invalid configuration: ${lines.join("; ")}`);
-  }
+  if (!result.success) throw new ConfigError(describeEnvIssues(result.error, env));
   return result.data;
 }

@@ -1,10 +1,9 @@
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { getRequestListener } from "@hono/node-server";
+import { createLogger, systemClock } from "@sbx/edge";
 import { createRunnerd } from "./app.js";
-import { systemClock } from "./clock.js";
 import { ConfigError, loadConfig } from "./config.js";
-import { createLogger } from "./log.js";
 
 /** Replaced at build time with the package version. */
 declare const RUNNERD_VERSION: string;
@@ -18,7 +17,7 @@ async function main(): Promise<void> {
     process.stderr.write(`runnerd: ${error.message}\n`);
     process.exit(2);
   }
-  const log = createLogger(config.logLevel);
+  const log = createLogger("runnerd", config.logLevel);
   const version = typeof RUNNERD_VERSION === "string" ? RUNNERD_VERSION : "dev";
   if (process.pid === 1) {
     log.warn("runnerd is PID 1 without an init: orphaned grandchildren will not be reaped; run it under tini");

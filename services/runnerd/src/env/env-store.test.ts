@@ -1,5 +1,6 @@
+import { isReservedEnvName } from "@sbx/protocol";
 import { describe, expect, it } from "vitest";
-import { baseEnvironment, EnvStore, isDeniedName } from "./env-store.js";
+import { baseEnvironment, EnvStore } from "./env-store.js";
 
 const identity = { username: "sandbox", homedir: "/home/sandbox", shell: "/bin/bash" };
 
@@ -14,8 +15,8 @@ describe("EnvStore", () => {
     const store = new EnvStore();
     const result = store.patch({ RUNNERD_TOKEN_SHA256: "x", SBX_EXEC: "x", PWD: "/", OK: "1" }, ["RUNNERD_ROOT"]);
     expect(result).toEqual({ names: ["OK"], denied: ["PWD", "RUNNERD_ROOT", "RUNNERD_TOKEN_SHA256", "SBX_EXEC"] });
-    expect(isDeniedName("RUNNERD_ANYTHING")).toBe(true);
-    expect(isDeniedName("PATH")).toBe(false);
+    expect(isReservedEnvName("RUNNERD_ANYTHING")).toBe(true);
+    expect(isReservedEnvName("PATH")).toBe(false);
   });
 
   it("layers base, store, overlay, then what runnerd sets per exec", () => {

@@ -1,17 +1,4 @@
-import { EXEC_MARKER_VAR } from "../exec/process-tree.js";
-
-/**
- * Names the env store refuses. `RUNNERD_*` is runnerd's own configuration;
- * the marker is how runnerd finds an exec's processes; PWD and OLDPWD are set
- * per exec from its cwd; SHLVL and `_` are shell bookkeeping that a fixed
- * value would corrupt.
- */
-export const DENIED_PREFIXES = ["RUNNERD_"] as const;
-export const DENIED_NAMES: ReadonlySet<string> = new Set([EXEC_MARKER_VAR, "PWD", "OLDPWD", "SHLVL", "_"]);
-
-export function isDeniedName(name: string): boolean {
-  return DENIED_NAMES.has(name) || DENIED_PREFIXES.some((prefix) => name.startsWith(prefix));
-}
+import { EXEC_MARKER_VAR, isReservedEnvName } from "@sbx/protocol";
 
 /** Variables from runnerd's own environment that execs inherit (the image's PATH, locale, time zone). */
 const INHERITED = ["PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ"] as const;
@@ -43,7 +30,7 @@ export function baseEnvironment(
   };
   for (const name of [...INHERITED, ...passthrough]) {
     const value = own[name];
-    if (value !== undefined && !isDeniedName(name)) env[name] = value;
+    if (value !== undefined && !isReservedEnvName(name)) env[name] = value;
   }
   return env;
 }
@@ -64,11 +51,11 @@ export class EnvStore {
   patch(set: Readonly<Record<string, string>>, unset: readonly string[]): PatchResult {
     const denied = new Set<string>();
     for (const [name, value] of Object.entries(set)) {
-      if (isDeniedName(name)) denied.add(name);
+      if (isReservedEnvName(name)) denied.add(name);
       else this.values.set(name, value);
     }
     for (const name of unset) {
-      if (isDeniedName(name)) denied.add(name);
+      if (isReservedEnvName(name)) denied.add(name);
       else this.values.delete(name);
     }
     return { names: this.names(), denied: [...denied].sort() };

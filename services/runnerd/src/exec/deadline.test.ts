@@ -1,5 +1,5 @@
+import { systemClock } from "@sbx/edge";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { systemClock } from "../clock.js";
 import { HardDeadline, OrphanDeadline } from "./deadline.js";
 
 beforeEach(() => {

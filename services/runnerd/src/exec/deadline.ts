@@ -1,4 +1,4 @@
-import type { Clock, Timer } from "../clock.js";
+import type { Clock, Timer } from "@sbx/edge";
 
 /**
  * The sliding orphan deadline of one exec. While at least one consumer is

@@ -1,5 +1,5 @@
+import type { Clock, Timer } from "@sbx/edge";
 import { encodeSseEvent, SSE_HEARTBEAT } from "@sbx/protocol";
-import type { Clock, Timer } from "../clock.js";
 import type { Exec, ExecConsumer } from "./exec.js";
 import type { Frame } from "./ring-buffer.js";
 

@@ -1,10 +1,9 @@
 import { randomBytes } from "node:crypto";
 import { existsSync, statSync } from "node:fs";
 import path from "node:path";
-import { ApiError, type ExecInfo, type ParsedExecRequest, type Signal } from "@sbx/protocol";
-import type { Logger } from "pino";
-import type { Clock, Timer } from "../clock.js";
-import { type EnvStore, isDeniedName } from "../env/env-store.js";
+import type { Clock, Logger, Timer } from "@sbx/edge";
+import { ApiError, type ExecInfo, isReservedEnvName, type ParsedExecRequest, type Signal } from "@sbx/protocol";
+import type { EnvStore } from "../env/env-store.js";
 import { Exec } from "./exec.js";
 import { isErrno } from "./process-tree.js";
 
@@ -71,7 +70,7 @@ export class ExecManager {
       });
     }
     const overlay = request.env ?? {};
-    const reserved = Object.keys(overlay).filter(isDeniedName);
+    const reserved = Object.keys(overlay).filter(isReservedEnvName);
     if (reserved.length > 0) {
       throw new ApiError("VALIDATION_FAILED", `invalid exec request: env.${reserved[0]}: name is reserved`, {
         details: { issues: reserved.map((name) => ({ path: `env.${name}`, message: "name is reserved" })) },

@@ -1,6 +1,7 @@
 import { isUtf8 } from "node:buffer";
 import { type ChildProcess, spawn } from "node:child_process";
 import { performance } from "node:perf_hooks";
+import type { Clock, Logger, Timer } from "@sbx/edge";
 import {
   ApiError,
   type Encoding,
@@ -15,8 +16,6 @@ import {
   type OutputStream,
   type Signal,
 } from "@sbx/protocol";
-import type { Logger } from "pino";
-import type { Clock, Timer } from "../clock.js";
 import { HardDeadline, OrphanDeadline } from "./deadline.js";
 import { findExecProcesses, isErrno, signalAll } from "./process-tree.js";
 import { type Frame, type Replay, RingBuffer } from "./ring-buffer.js";

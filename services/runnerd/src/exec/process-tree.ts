@@ -1,7 +1,5 @@
 import { readdirSync, readFileSync } from "node:fs";
-
-/** The environment variable that marks every process an exec starts (inherited by descendants). */
-export const EXEC_MARKER_VAR = "SBX_EXEC";
+import { EXEC_MARKER_VAR } from "@sbx/protocol";
 
 interface ProcEntry {
   pid: number;

@@ -19,10 +19,10 @@ import path from "node:path";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { createGunzip } from "node:zlib";
+import type { Logger } from "@sbx/edge";
 import { ApiError } from "@sbx/protocol";
 import * as tar from "tar-stream";
 import { isErrno } from "../exec/process-tree.js";
-import type { Logger } from "../log.js";
 import { onPath } from "./fs-errors.js";
 import { isWithin, type WorkspacePath, type WorkspaceRoot } from "./workspace-root.js";
 

@@ -1,5 +1,5 @@
+import type { Logger } from "@sbx/edge";
 import { ApiError } from "@sbx/protocol";
-import type { Logger } from "../log.js";
 import { type WriteResult, writeAtomically } from "./atomic-write.js";
 import { onPath } from "./fs-errors.js";
 import type { WorkspaceRoot } from "./workspace-root.js";

@@ -1,8 +1,8 @@
+import type { Logger } from "@sbx/edge";
+import { jsonBody } from "@sbx/edge";
 import { EnvPatchRequestSchema } from "@sbx/protocol";
 import { Hono } from "hono";
 import type { EnvStore } from "../env/env-store.js";
-import { jsonBody } from "../http-input.js";
-import type { Logger } from "../log.js";
 
 /** Session-wide exec environment. Values go in, names come out; values are never returned or logged. */
 export function envRoutes(store: EnvStore, log: Logger): Hono {

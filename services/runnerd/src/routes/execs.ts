@@ -1,3 +1,5 @@
+import type { Clock, Logger } from "@sbx/edge";
+import { jsonBody, param, query } from "@sbx/edge";
 import {
   ApiError,
   CancelRequestSchema,
@@ -12,13 +14,10 @@ import {
 } from "@sbx/protocol";
 import { type Context, Hono } from "hono";
 import type { z } from "zod";
-import type { Clock } from "../clock.js";
 import { execEventStream } from "../exec/event-stream.js";
 import type { Exec } from "../exec/exec.js";
 import type { ExecManager } from "../exec/exec-manager.js";
 import { OutputCollector } from "../exec/output-collector.js";
-import { jsonBody, param, query } from "../http-input.js";
-import type { Logger } from "../log.js";
 
 export interface ExecRoutesDeps {
   execs: ExecManager;

@@ -1,4 +1,5 @@
 import { Readable } from "node:stream";
+import { jsonBody, query } from "@sbx/edge";
 import {
   FetchRequestSchema,
   FileDeleteQuerySchema,
@@ -12,7 +13,6 @@ import { type Context, Hono } from "hono";
 import type { ArchiveService } from "../files/archive.js";
 import type { FetchService } from "../files/fetch.js";
 import type { FileService } from "../files/file-service.js";
-import { jsonBody, query } from "../http-input.js";
 
 export interface FileRoutesDeps {
   files: FileService;

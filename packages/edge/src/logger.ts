@@ -7,13 +7,16 @@ export type { Logger };
  * environment values, no request bodies, no tokens; the redaction list is a
  * second line of defence for headers should a request object slip in.
  */
-export function createLogger(level: string, destination?: pino.DestinationStream): Logger {
+export function createLogger(service: string, level: string, destination?: pino.DestinationStream): Logger {
   return pino(
     {
       level,
-      base: { service: "runnerd" },
+      base: { service },
       timestamp: pino.stdTimeFunctions.isoTime,
-      redact: { paths: ["*.headers.authorization", "headers.authorization", "*.env", "env"], censor: "[redacted]" },
+      redact: {
+        paths: ["*.headers.authorization", "headers.authorization", '*.headers["x-sandbox-signature"]', "*.env", "env"],
+        censor: "[redacted]",
+      },
     },
     destination,
   );

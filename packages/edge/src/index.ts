@@ -1,0 +1,4 @@
+export * from "./clock.js";
+export * from "./error-response.js";
+export * from "./input.js";
+export * from "./logger.js";

@@ -1,0 +1,182 @@
+import { describeEnvIssues, ImageRefSchema, ProfileNameSchema, SessionIdSchema } from "@sbx/protocol";
+import { z } from "zod";
+
+const MiB = 1024 * 1024;
+const MINUTE = 60_000;
+const HOUR = 60 * MINUTE;
+
+const int = (min: number, max = Number.MAX_SAFE_INTEGER) =>
+  z.string().regex(/^\d+$/, "must be a whole number").transform(Number).pipe(z.int().min(min).max(max));
+
+const decimal = (min: number, max: number) =>
+  z
+    .string()
+    .regex(/^\d+(\.\d+)?$/, "must be a number")
+    .transform(Number)
+    .pipe(z.number().min(min).max(max));
+
+const list = z.string().transform((v) =>
+  v
+    .split(",")
+    .map((s) => s.trim())
+    .filter((s) => s !== ""),
+);
+
+const flag = z.enum(["0", "1", "true", "false"]).transform((v) => v === "1" || v === "true");
+
+/** `id:secret,id2:secret2` — several keys at once allow rotation without downtime. */
+const HmacKeysSchema = z.string().transform((v, ctx) => {
+  const keys = new Map<string, string>();
+  for (const entry of v
+    .split(",")
+    .map((s) => s.trim())
+    .filter((s) => s !== "")) {
+    const at = entry.indexOf(":");
+    const id = at > 0 ? entry.slice(0, at) : "";
+    const secret = at > 0 ? entry.slice(at + 1) : "";
+    if (!/^[A-Za-z0-9._-]{1,64}$/.test(id) || secret.length < 16) {
+      ctx.addIssue({
+        code: "custom",
+        message: "must be id:secret pairs, ids of [A-Za-z0-9._-], secrets of 16+ characters",
+      });
+      return z.NEVER;
+    }
+    keys.set(id, secret);
+  }
+  return keys;
+});
+
+const ProfileSchema = z.strictObject({
+  /** Images sessions of this profile may use; the first is the default. */
+  images: z.array(ImageRefSchema).min(1),
+});
+
+const ProfilesSchema = z
+  .string()
+  .transform((v, ctx) => {
+    try {
+      const parsed: unknown = JSON.parse(v);
+      return parsed;
+    } catch {
+      ctx.addIssue({ code: "custom", message: "must be JSON" });
+      return z.NEVER;
+    }
+  })
+  .pipe(z.record(ProfileNameSchema, ProfileSchema));
+
+const ConfigEnvSchema = z.object({
+  SPAWNER_HOST: z.string().min(1).default("127.0.0.1"),
+  SPAWNER_PORT: int(0, 65_535).default(8080),
+  /** Signing keys of the public API. Required unless SPAWNER_DEV_INSECURE is set. */
+  SPAWNER_HMAC_KEYS: HmacKeysSchema.optional(),
+  /** Secret from which every session's runnerd token is derived. */
+  SPAWNER_RUNNERD_SECRET: z.string().min(32, "must be at least 32 characters"),
+  /** Development only: no request signing. Refused unless bound to loopback. */
+  SPAWNER_DEV_INSECURE: flag.default(false),
+  /** Names this deployment; several may share one engine without touching each other's sessions. */
+  SPAWNER_DEPLOYMENT: SessionIdSchema.default("default"),
+  SPAWNER_BACKEND: z.enum(["docker"]).default("docker"),
+  SPAWNER_DOCKER_SOCKET: z.string().default("/var/run/docker.sock"),
+  /** Bridge network for session containers (created if missing). Default: sbx-<deployment>. */
+  SPAWNER_DOCKER_NETWORK: z.string().optional(),
+  /**
+   * How the spawner reaches runnerd: `address` — the container's IP on the
+   * shared network (the spawner runs in a container on it, as in compose);
+   * `published` — a port published on 127.0.0.1 (the spawner runs on the host).
+   */
+  SPAWNER_RUNNERD_ACCESS: z.enum(["address", "published"]).default("published"),
+  SPAWNER_PULL_IMAGES: z.enum(["if-missing", "never"]).default("if-missing"),
+  /** The default profile's images (the first is the default image). */
+  SPAWNER_IMAGES: list.pipe(z.array(ImageRefSchema).min(1)).default(["sbx-runtime:latest"]),
+  /** More profiles, as JSON: {"name": {"images": ["image:tag", ...]}}. */
+  SPAWNER_PROFILES: ProfilesSchema.optional(),
+  SPAWNER_DEFAULT_TTL_MS: int(1000).default(HOUR),
+  SPAWNER_MAX_TTL_MS: int(1000).default(24 * HOUR),
+  /** Absolute bound on a session's life, however often it is extended. */
+  SPAWNER_MAX_LIFETIME_MS: int(1000).default(7 * 24 * HOUR),
+  SPAWNER_DEFAULT_IDLE_TIMEOUT_MS: int(1000).default(30 * MINUTE),
+  SPAWNER_MAX_IDLE_TIMEOUT_MS: int(1000).default(24 * HOUR),
+  SPAWNER_DEFAULT_CPUS: decimal(0.05, 256).default(1),
+  SPAWNER_MAX_CPUS: decimal(0.05, 256).default(4),
+  SPAWNER_DEFAULT_MEMORY_MB: int(64).default(1024),
+  SPAWNER_MAX_MEMORY_MB: int(64).default(8192),
+  SPAWNER_DEFAULT_PIDS: int(16).default(1024),
+  SPAWNER_MAX_PIDS: int(16).default(8192),
+  SPAWNER_MAX_SESSIONS: int(1).default(100),
+  SPAWNER_MAX_SESSIONS_PER_ORG: int(1).default(20),
+  /** One deadline for a whole create: volume, container, start and runnerd answering. */
+  SPAWNER_CREATE_TIMEOUT_MS: int(1000).default(60_000),
+  SPAWNER_SWEEP_INTERVAL_MS: int(100).default(30_000),
+  SPAWNER_ADOPT_INTERVAL_MS: int(100).default(60_000),
+  SPAWNER_MAX_JSON_BYTES: int(1024).default(16 * MiB),
+  SPAWNER_LOG_LEVEL: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
+});
+
+const ConfigSchema = ConfigEnvSchema.transform((e, ctx) => {
+  if (!e.SPAWNER_DEV_INSECURE && (e.SPAWNER_HMAC_KEYS === undefined || e.SPAWNER_HMAC_KEYS.size === 0)) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["SPAWNER_HMAC_KEYS"],
+      message: "is required (or SPAWNER_DEV_INSECURE=1 on loopback)",
+    });
+  }
+  if (e.SPAWNER_DEV_INSECURE && !isLoopback(e.SPAWNER_HOST)) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["SPAWNER_DEV_INSECURE"],
+      message: "is only allowed with SPAWNER_HOST on loopback",
+    });
+  }
+  const profiles = new Map<string, { images: string[] }>([["default", { images: e.SPAWNER_IMAGES }]]);
+  for (const [name, profile] of Object.entries(e.SPAWNER_PROFILES ?? {})) profiles.set(name, profile);
+  return {
+    host: e.SPAWNER_HOST,
+    port: e.SPAWNER_PORT,
+    hmacKeys: e.SPAWNER_HMAC_KEYS ?? new Map<string, string>(),
+    runnerdSecret: e.SPAWNER_RUNNERD_SECRET,
+    devInsecure: e.SPAWNER_DEV_INSECURE,
+    deployment: e.SPAWNER_DEPLOYMENT,
+    backend: e.SPAWNER_BACKEND,
+    docker: {
+      socket: e.SPAWNER_DOCKER_SOCKET,
+      network: e.SPAWNER_DOCKER_NETWORK ?? `sbx-${e.SPAWNER_DEPLOYMENT}`,
+      access: e.SPAWNER_RUNNERD_ACCESS,
+      pull: e.SPAWNER_PULL_IMAGES,
+    },
+    profiles,
+    lifetime: {
+      defaultTtlMs: e.SPAWNER_DEFAULT_TTL_MS,
+      maxTtlMs: e.SPAWNER_MAX_TTL_MS,
+      maxLifetimeMs: e.SPAWNER_MAX_LIFETIME_MS,
+      defaultIdleTimeoutMs: e.SPAWNER_DEFAULT_IDLE_TIMEOUT_MS,
+      maxIdleTimeoutMs: e.SPAWNER_MAX_IDLE_TIMEOUT_MS,
+    },
+    resources: {
+      defaults: { cpus: e.SPAWNER_DEFAULT_CPUS, memoryMb: e.SPAWNER_DEFAULT_MEMORY_MB, pids: e.SPAWNER_DEFAULT_PIDS },
+      max: { cpus: e.SPAWNER_MAX_CPUS, memoryMb: e.SPAWNER_MAX_MEMORY_MB, pids: e.SPAWNER_MAX_PIDS },
+    },
+    capacity: { global: e.SPAWNER_MAX_SESSIONS, perOrg: e.SPAWNER_MAX_SESSIONS_PER_ORG },
+    createTimeoutMs: e.SPAWNER_CREATE_TIMEOUT_MS,
+    sweepIntervalMs: e.SPAWNER_SWEEP_INTERVAL_MS,
+    adoptIntervalMs: e.SPAWNER_ADOPT_INTERVAL_MS,
+    maxJsonBytes: e.SPAWNER_MAX_JSON_BYTES,
+    logLevel: e.SPAWNER_LOG_LEVEL,
+  };
+});
+
+export type Config = z.output<typeof ConfigSchema>;
+
+export function isLoopback(host: string): boolean {
+  return host === "localhost" || host === "::1" || /^127\.\d+\.\d+\.\d+$/.test(host);
+}
+
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+/** Reads and validates the spawner's configuration; errors name the variable, never its value. */
+export function loadConfig(env: NodeJS.ProcessEnv): Config {
+  const result = ConfigSchema.safeParse(env);
+  if (!result.success) throw new ConfigError(describeEnvIssues(result.error, env));
+  return result.data;
+}
