@@ -11,6 +11,14 @@ export default defineConfig({
       },
       {
         test: {
+          name: "spawner",
+          include: ["tests/spawner/**/*.test.ts"],
+          testTimeout: 120_000,
+          hookTimeout: 120_000,
+        },
+      },
+      {
+        test: {
           name: "runnerd",
           include: ["tests/runnerd/**/*.test.ts"],
           testTimeout: 60_000,

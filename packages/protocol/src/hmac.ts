@@ -51,14 +51,14 @@ export function signCanonical(secret: string, canonical: string): string {
 }
 
 export interface SignOptions {
-  keyId?: string;
+  keyId?: string | undefined;
   secret: string;
   method: string;
   pathWithQuery: string;
   /** The exact body bytes, or UNSIGNED_PAYLOAD for a streamed upload. */
-  body?: string | Uint8Array | typeof UNSIGNED_PAYLOAD;
-  now?: number;
-  nonce?: string;
+  body?: string | Uint8Array | typeof UNSIGNED_PAYLOAD | undefined;
+  now?: number | undefined;
+  nonce?: string | undefined;
 }
 
 /** The five signature headers for one request. */

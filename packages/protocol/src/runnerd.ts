@@ -29,6 +29,7 @@ export const LeaseSchema = z.strictObject({
   idleTimeoutMs: z.int().min(1000),
 });
 export type Lease = z.infer<typeof LeaseSchema>;
+export const LeaseResponseSchema = z.object({ lease: LeaseSchema });
 
 export const RunnerdStatusSchema = z.object({
   version: z.string(),

@@ -1,0 +1,97 @@
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
+import { getRequestListener } from "@hono/node-server";
+import { createLogger, systemClock } from "@sbx/edge";
+import { createSpawner } from "./app.js";
+import { DockerBackend } from "./backends/docker/docker-backend.js";
+import { ConfigError, loadConfig } from "./config.js";
+
+/** Replaced at build time with the package version. */
+declare const SPAWNER_VERSION: string;
+
+async function main(): Promise<void> {
+  let config: ReturnType<typeof loadConfig>;
+  try {
+    config = loadConfig(process.env);
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    process.stderr.write(`spawner: ${error.message}\n`);
+    process.exit(2);
+  }
+  const log = createLogger("spawner", config.logLevel);
+  const version = typeof SPAWNER_VERSION === "string" ? SPAWNER_VERSION : "dev";
+  if (config.devInsecure) {
+    log.warn(
+      { host: config.host },
+      "SPAWNER_DEV_INSECURE is set: requests are NOT authenticated. Never use this outside local development.",
+    );
+  }
+  const backend = new DockerBackend(
+    {
+      socket: config.docker.socket,
+      deployment: config.deployment,
+      network: config.docker.network,
+      access: config.docker.access,
+      pull: config.docker.pull,
+    },
+    log,
+  );
+  await backend.init();
+  const spawner = createSpawner({ config, backend, version, clock: systemClock, log });
+  const adopted = await spawner.sessions.adopt();
+
+  // Periodic work never overlaps itself: the next run is scheduled when this one ends.
+  const every = (ms: number, what: string, work: () => Promise<unknown>) => {
+    let timer: NodeJS.Timeout;
+    const run = () => {
+      work()
+        .catch((error: unknown) => log.warn({ err: error }, `${what} failed`))
+        .finally(() => {
+          timer = setTimeout(run, ms);
+          timer.unref();
+        });
+    };
+    timer = setTimeout(run, ms);
+    timer.unref();
+    return () => clearTimeout(timer);
+  };
+  const stopSweeps = every(config.sweepIntervalMs, "sweep", () => spawner.sessions.sweep());
+  const stopAdoption = every(config.adoptIntervalMs, "adoption", () => spawner.sessions.adopt());
+
+  const server = createServer(
+    // Event streams and uploads may run for hours; only idle sockets are closed.
+    { requestTimeout: 0, keepAliveTimeout: 65_000 },
+    getRequestListener(spawner.app.fetch),
+  );
+  server.listen(config.port, config.host, () => {
+    const address = server.address() as AddressInfo;
+    log.info(
+      {
+        host: config.host,
+        port: address.port,
+        version,
+        deployment: config.deployment,
+        backend: backend.kind,
+        access: config.docker.access,
+        adopted,
+      },
+      "listening",
+    );
+  });
+
+  const shutdown = (signal: NodeJS.Signals) => {
+    log.info({ signal }, "shutting down (sessions keep running)");
+    stopSweeps();
+    stopAdoption();
+    server.close();
+    server.closeAllConnections();
+    spawner.proxy.close();
+    process.exit(0);
+  };
+  for (const signal of ["SIGTERM", "SIGINT"] as const) process.on(signal, shutdown);
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`spawner: failed to start: ${error instanceof Error ? error.message : String(error)}\n`);
+  process.exit(1);
+});

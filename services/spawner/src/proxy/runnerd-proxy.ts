@@ -1,0 +1,150 @@
+import { createHash } from "node:crypto";
+import http, { type IncomingMessage, type ServerResponse } from "node:http";
+import { ApiError, UNSIGNED_PAYLOAD } from "@sbx/protocol";
+import type { Endpoint } from "../backends/backend.js";
+
+/** Request headers passed on to runnerd; everything else (auth, signatures, hop-by-hop) stays here. */
+const FORWARDED_REQUEST_HEADERS = ["content-type", "content-length", "last-event-id", "accept"] as const;
+/** Response headers never passed back (connection management is per hop). */
+const HOP_BY_HOP = new Set(["connection", "keep-alive", "transfer-encoding", "proxy-connection", "upgrade", "te"]);
+
+export interface ProxyRequest {
+  incoming: IncomingMessage;
+  outgoing: ServerResponse;
+  endpoint: Endpoint;
+  token: string;
+  /** Path and query on runnerd, e.g. `/v1/execs?wait=true`. */
+  path: string;
+  /** The body when it was already read (and its hash checked); otherwise it is streamed from `incoming`. */
+  body: Buffer | undefined;
+  /** For a streamed body: the sha256 the signature covers, checked before the upload is completed. */
+  expectedSha256: string | undefined;
+  onBytes(direction: "up" | "down", bytes: number): void;
+  /** Called when runnerd cannot be reached before any response byte was sent; returns the error to answer with. */
+  explainUnreachable(error: unknown): Promise<ApiError>;
+  sendError(error: ApiError): void;
+}
+
+/**
+ * One session call passed to its runnerd byte for byte: no buffering or
+ * re-encoding of event streams or files, and when the caller goes away the
+ * upstream request is aborted (an exec keeps running in runnerd regardless).
+ */
+export class RunnerdProxy {
+  private readonly agent = new http.Agent({ keepAlive: true, maxSockets: 512, keepAliveMsecs: 30_000 });
+
+  forward(request: ProxyRequest): Promise<void> {
+    const { incoming, outgoing } = request;
+    const headers: Record<string, string | string[]> = { authorization: `Bearer ${request.token}` };
+    for (const name of FORWARDED_REQUEST_HEADERS) {
+      const value = incoming.headers[name];
+      if (value !== undefined) headers[name] = value;
+    }
+    if (request.body !== undefined) headers["content-length"] = String(request.body.length);
+
+    return new Promise<void>((resolve) => {
+      let settled = false;
+      /** Set when we refused the body ourselves: the upstream error that follows is expected. */
+      let refused = false;
+      const done = () => {
+        if (!settled) {
+          settled = true;
+          resolve();
+        }
+      };
+      const upstream = http.request(
+        {
+          host: request.endpoint.host,
+          port: request.endpoint.port,
+          method: incoming.method,
+          path: request.path,
+          headers,
+          agent: this.agent,
+        },
+        (response) => {
+          const passed: http.OutgoingHttpHeaders = {};
+          for (const [name, value] of Object.entries(response.headers)) {
+            if (value !== undefined && !HOP_BY_HOP.has(name)) passed[name] = value;
+          }
+          outgoing.writeHead(response.statusCode ?? 502, passed);
+          // Event streams must reach the client as they happen.
+          outgoing.flushHeaders();
+          response.on("data", (chunk: Buffer) => {
+            request.onBytes("down", chunk.length);
+            if (!outgoing.write(chunk)) {
+              response.pause();
+              outgoing.once("drain", () => response.resume());
+            }
+          });
+          response.on("end", () => {
+            outgoing.end();
+            done();
+          });
+          response.on("error", () => {
+            // runnerd went away mid-response: the client must see a broken stream, not a clean end.
+            outgoing.destroy();
+            done();
+          });
+        },
+      );
+      upstream.on("error", (error) => {
+        if (refused) {
+          done();
+          return;
+        }
+        if (outgoing.headersSent) {
+          outgoing.destroy();
+          done();
+          return;
+        }
+        void request.explainUnreachable(error).then((apiError) => {
+          request.sendError(apiError);
+          done();
+        });
+      });
+      // The caller went away: stop the upstream request too.
+      outgoing.on("close", () => {
+        if (!outgoing.writableFinished) upstream.destroy();
+        done();
+      });
+
+      if (request.body !== undefined) {
+        request.onBytes("up", request.body.length);
+        upstream.end(request.body);
+        return;
+      }
+      this.streamBody(request, upstream, (error) => {
+        refused = true;
+        request.sendError(error);
+      });
+    });
+  }
+
+  /** Streams the caller's body upstream; with a declared hash, the upload is only completed if it matches. */
+  private streamBody(request: ProxyRequest, upstream: http.ClientRequest, refuse: (error: ApiError) => void): void {
+    const hash =
+      request.expectedSha256 && request.expectedSha256 !== UNSIGNED_PAYLOAD ? createHash("sha256") : undefined;
+    request.incoming.on("data", (chunk: Buffer) => {
+      request.onBytes("up", chunk.length);
+      hash?.update(chunk);
+      if (!upstream.write(chunk)) {
+        request.incoming.pause();
+        upstream.once("drain", () => request.incoming.resume());
+      }
+    });
+    request.incoming.on("end", () => {
+      if (hash && hash.digest("hex") !== request.expectedSha256) {
+        // Aborting before the end makes runnerd discard the partial upload: nothing is written.
+        refuse(new ApiError("CONTENT_HASH_MISMATCH", "body does not match x-sandbox-content-sha256"));
+        upstream.destroy();
+        return;
+      }
+      upstream.end();
+    });
+    request.incoming.on("error", () => upstream.destroy());
+  }
+
+  close(): void {
+    this.agent.destroy();
+  }
+}

@@ -1,0 +1,120 @@
+import { createHmac, randomBytes } from "node:crypto";
+import { ApiError, type CreateSessionRequestSchema, isReservedEnvName } from "@sbx/protocol";
+import type { z } from "zod";
+import type { Config } from "../config.js";
+import type { SessionRecord } from "./session-record.js";
+
+export type ParsedCreateRequest = z.output<typeof CreateSessionRequestSchema>;
+
+/** A create request resolved against the configuration: every default applied, every bound checked. */
+export interface ResolvedSpec {
+  record: SessionRecord;
+  env: Record<string, string>;
+}
+
+/**
+ * Applies profiles, image allow-lists, resource and lifetime defaults and
+ * maxima, and computes the spec digest that tells an idempotent repeat of a
+ * create from a conflicting one. The digest is keyed (HMAC), so a label
+ * never lets anyone test guesses of the session's env values.
+ */
+export function resolveSpec(request: ParsedCreateRequest, config: Config, now: number): ResolvedSpec {
+  const profileName = request.profile ?? "default";
+  const profile = config.profiles.get(profileName);
+  if (!profile) {
+    throw new ApiError("PROFILE_NOT_FOUND", `no profile ${profileName}`, {
+      details: { profiles: [...config.profiles.keys()] },
+    });
+  }
+  const image = request.image ?? profile.images[0];
+  if (image === undefined || !profile.images.includes(image)) {
+    throw new ApiError("IMAGE_NOT_ALLOWED", `image ${request.image} is not allowed for profile ${profileName}`, {
+      details: { allowed: profile.images },
+    });
+  }
+  const env = request.env ?? {};
+  const reserved = Object.keys(env).filter(isReservedEnvName);
+  if (reserved.length > 0) {
+    throw invalid(
+      reserved.map((name) => ({ path: `env.${name}`, message: "name is reserved" })),
+      `env.${reserved[0]}: name is reserved`,
+    );
+  }
+  const { defaults, max } = config.resources;
+  const resources = {
+    cpus: request.resources?.cpus ?? defaults.cpus,
+    memoryMb: request.resources?.memoryMb ?? defaults.memoryMb,
+    pids: request.resources?.pids ?? defaults.pids,
+  };
+  const over = (["cpus", "memoryMb", "pids"] as const).filter((k) => resources[k] > max[k]);
+  if (over.length > 0) {
+    throw invalid(
+      over.map((k) => ({ path: `resources.${k}`, message: `at most ${max[k]}` })),
+      `resources.${over[0]} is above the maximum`,
+    );
+  }
+  const ttlMs = request.ttlMs ?? config.lifetime.defaultTtlMs;
+  const idleTimeoutMs = request.idleTimeoutMs ?? config.lifetime.defaultIdleTimeoutMs;
+  checkLifetime(ttlMs, idleTimeoutMs, config);
+  const labels = request.labels ?? {};
+  const id = request.id ?? generateId();
+  const specDigest = digest(config.runnerdSecret, {
+    org: request.org,
+    owner: request.owner ?? null,
+    profile: profileName,
+    image,
+    env: sorted(env),
+    labels: sorted(labels),
+    resources,
+    ttlMs: request.ttlMs ?? null,
+    idleTimeoutMs: request.idleTimeoutMs ?? null,
+  });
+  return {
+    record: {
+      id,
+      org: request.org,
+      owner: request.owner ?? null,
+      profile: profileName,
+      image,
+      createdAt: now,
+      expiresAt: now + ttlMs,
+      idleTimeoutMs,
+      resources,
+      labels,
+      specDigest,
+    },
+    env,
+  };
+}
+
+export function checkLifetime(ttlMs: number | undefined, idleTimeoutMs: number | undefined, config: Config): void {
+  const issues = [];
+  if (ttlMs !== undefined && ttlMs > config.lifetime.maxTtlMs) {
+    issues.push({ path: "ttlMs", message: `at most ${config.lifetime.maxTtlMs}` });
+  }
+  if (idleTimeoutMs !== undefined && idleTimeoutMs > config.lifetime.maxIdleTimeoutMs) {
+    issues.push({ path: "idleTimeoutMs", message: `at most ${config.lifetime.maxIdleTimeoutMs}` });
+  }
+  const first = issues[0];
+  if (first) throw invalid(issues, `${first.path} is above the maximum (${first.message})`);
+}
+
+function invalid(issues: Array<{ path: string; message: string }>, summary: string): ApiError {
+  return new ApiError("VALIDATION_FAILED", `invalid session request: ${summary}`, { details: { issues } });
+}
+
+/** `s-` and 12 random base-32 characters: a DNS label that sorts nowhere in particular. */
+function generateId(): string {
+  const alphabet = "abcdefghijklmnopqrstuvwxyz234567";
+  return `s-${[...randomBytes(12)].map((b) => alphabet[b % 32]).join("")}`;
+}
+
+function sorted(map: Record<string, string>): Array<[string, string]> {
+  return Object.entries(map).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+}
+
+function digest(secret: string, spec: unknown): string {
+  return createHmac("sha256", secret)
+    .update(`sbx-spec:v1:${JSON.stringify(spec)}`)
+    .digest("hex");
+}

@@ -1,0 +1,80 @@
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
+import { LABELS } from "@sbx/protocol";
+
+const run = promisify(execFile);
+
+export const RUNTIME_IMAGE = process.env.SBX_TEST_RUNTIME_IMAGE ?? "sbx-runtime:latest";
+
+/** Runs the docker CLI; returns stdout. */
+export async function docker(...args: string[]): Promise<string> {
+  const { stdout } = await run("docker", args, { maxBuffer: 64 * 1024 * 1024 });
+  return stdout;
+}
+
+/** Why Docker-backed tests cannot run here, or undefined when they can. */
+export async function dockerUnavailable(): Promise<string | undefined> {
+  try {
+    await docker("info", "--format", "{{.ServerVersion}}");
+  } catch {
+    return "no Docker engine answers `docker info` (CI installs and starts one: .ci/run)";
+  }
+  try {
+    await docker("image", "inspect", RUNTIME_IMAGE, "--format", "{{.Id}}");
+  } catch {
+    return `image ${RUNTIME_IMAGE} is missing (scripts/build-images.sh builds it)`;
+  }
+  return undefined;
+}
+
+/** Everything a deployment left in the engine: containers, volumes, its network. */
+export async function leftovers(
+  deployment: string,
+): Promise<{ containers: string[]; volumes: string[]; networks: string[] }> {
+  const filter = `label=${LABELS.deployment}=${deployment}`;
+  const lines = (text: string) => text.split("\n").filter((l) => l.trim() !== "");
+  return {
+    containers: lines(await docker("ps", "-aq", "--filter", filter)),
+    volumes: lines(await docker("volume", "ls", "-q", "--filter", filter)),
+    networks: lines(await docker("network", "ls", "-q", "--filter", filter)),
+  };
+}
+
+/** Removes everything of a deployment; for test teardown, even after a failure. */
+export async function removeDeployment(deployment: string): Promise<void> {
+  const left = await leftovers(deployment);
+  if (left.containers.length > 0) await docker("rm", "-f", ...left.containers).catch(() => "");
+  if (left.volumes.length > 0) await docker("volume", "rm", "-f", ...left.volumes).catch(() => "");
+  if (left.networks.length > 0) await docker("network", "rm", ...left.networks).catch(() => "");
+}
+
+export async function inspect(name: string): Promise<DockerInspect> {
+  const parsed: unknown = JSON.parse(await docker("inspect", name));
+  if (!Array.isArray(parsed) || parsed.length !== 1) throw new Error(`docker inspect ${name}: unexpected output`);
+  return parsed[0];
+}
+
+/** The parts of `docker inspect` the tests look at. */
+export interface DockerInspect {
+  Name: string;
+  Config: {
+    Env: string[];
+    Labels: Record<string, string>;
+    User: string;
+    Cmd: string[] | null;
+    Entrypoint: string[] | null;
+  };
+  HostConfig: {
+    ReadonlyRootfs: boolean;
+    CapDrop: string[] | null;
+    SecurityOpt: string[] | null;
+    Memory: number;
+    NanoCpus: number;
+    PidsLimit: number;
+    Privileged: boolean;
+    Tmpfs: Record<string, string> | null;
+    PortBindings: Record<string, Array<{ HostIp: string; HostPort: string }>> | null;
+  };
+  Mounts: Array<{ Type: string; Name?: string; Destination: string }>;
+  State: { Running: boolean; Status: string };
+}
