@@ -166,6 +166,22 @@ const ConfigSchema = ConfigEnvSchema.transform((e, ctx) => {
 
 export type Config = z.output<typeof ConfigSchema>;
 
+/**
+ * Secrets published in the README and compose.yml for trying sbx out. They
+ * work, but anyone can sign with them, so the spawner says so loudly.
+ */
+export const PUBLISHED_DEV_SECRETS: ReadonlySet<string> = new Set([
+  "sbx-dev-secret-0123456789abcdef",
+  "sbx-dev-runnerd-secret-0123456789abcdef",
+]);
+
+export function usesPublishedSecrets(config: Config): boolean {
+  return (
+    PUBLISHED_DEV_SECRETS.has(config.runnerdSecret) ||
+    [...config.hmacKeys.values()].some((secret) => PUBLISHED_DEV_SECRETS.has(secret))
+  );
+}
+
 export function isLoopback(host: string): boolean {
   return host === "localhost" || host === "::1" || /^127\.\d+\.\d+\.\d+$/.test(host);
 }

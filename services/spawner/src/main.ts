@@ -4,7 +4,7 @@ import { getRequestListener } from "@hono/node-server";
 import { createLogger, systemClock } from "@sbx/edge";
 import { createSpawner } from "./app.js";
 import { DockerBackend } from "./backends/docker/docker-backend.js";
-import { ConfigError, loadConfig } from "./config.js";
+import { ConfigError, loadConfig, usesPublishedSecrets } from "./config.js";
 
 /** Replaced at build time with the package version. */
 declare const SPAWNER_VERSION: string;
@@ -20,6 +20,11 @@ async function main(): Promise<void> {
   }
   const log = createLogger("spawner", config.logLevel);
   const version = typeof SPAWNER_VERSION === "string" ? SPAWNER_VERSION : "dev";
+  if (usesPublishedSecrets(config)) {
+    log.warn(
+      "running with the DEVELOPMENT secrets published in the README: anyone can sign requests. Set SBX_SECRET and SBX_RUNNERD_SECRET (compose) or SPAWNER_HMAC_KEYS and SPAWNER_RUNNERD_SECRET.",
+    );
+  }
   if (config.devInsecure) {
     log.warn(
       { host: config.host },

@@ -1,0 +1,138 @@
+import { ErrorEnvelopeSchema, SessionResponseSchema } from "@sbx/protocol";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { docker, dockerUnavailable, leftovers, removeDeployment } from "../support/docker.js";
+import { type SpawnerHandle, startSpawner } from "../support/spawner.js";
+
+const skip = await dockerUnavailable();
+if (skip) console.warn(`SKIPPING spawner failure tests: ${skip}`);
+
+/** Runs, but never answers on runnerd's port. */
+const SILENT_IMAGE = "sbx-test-silent:latest";
+/** Stops at once. */
+const QUITTING_IMAGE = "sbx-test-quitting:latest";
+const MISSING_IMAGE = "sbx-test-missing:latest";
+
+describe.skipIf(skip !== undefined)("failed creates leave nothing behind", () => {
+  let spawner: SpawnerHandle;
+
+  beforeAll(async () => {
+    await buildImage(SILENT_IMAGE, 'FROM node:24-bookworm-slim\nENTRYPOINT ["sleep", "infinity"]\n');
+    await buildImage(QUITTING_IMAGE, 'FROM node:24-bookworm-slim\nENTRYPOINT ["false"]\n');
+    spawner = await startSpawner({
+      env: {
+        SPAWNER_CREATE_TIMEOUT_MS: "3000",
+        SPAWNER_MAX_SESSIONS: "2",
+        SPAWNER_MAX_SESSIONS_PER_ORG: "1",
+        SPAWNER_PROFILES: JSON.stringify({
+          broken: { images: [SILENT_IMAGE, QUITTING_IMAGE, MISSING_IMAGE] },
+        }),
+      },
+    });
+  });
+  afterAll(async () => {
+    await spawner?.stop();
+    if (spawner) await removeDeployment(spawner.deployment);
+    await docker("rmi", "-f", SILENT_IMAGE, QUITTING_IMAGE).catch(() => "");
+  });
+
+  async function expectNothingLeft() {
+    expect(await leftovers(spawner.deployment)).toMatchObject({ containers: [], volumes: [] });
+  }
+
+  it("answers an allowed but missing image with 502 IMAGE_UNAVAILABLE", async () => {
+    const result = await spawner.json("POST", "/v1/sessions", { org: "o1", profile: "broken", image: MISSING_IMAGE });
+    expect(result.status).toBe(502);
+    expect(ErrorEnvelopeSchema.parse(result.body).error).toMatchObject({ code: "IMAGE_UNAVAILABLE" });
+    await expectNothingLeft();
+  });
+
+  it("gives up on a runnerd that never answers at the create deadline with 504", async () => {
+    const started = Date.now();
+    const result = await spawner.json("POST", "/v1/sessions", { org: "o1", profile: "broken", image: SILENT_IMAGE });
+    expect(result.status).toBe(504);
+    expect(ErrorEnvelopeSchema.parse(result.body).error.code).toBe("RUNNERD_NOT_READY");
+    expect(Date.now() - started).toBeLessThan(15_000);
+    await expectNothingLeft();
+  });
+
+  it("fails at once, not at the deadline, when the container stops by itself", async () => {
+    const started = Date.now();
+    const result = await spawner.json("POST", "/v1/sessions", { org: "o1", profile: "broken", image: QUITTING_IMAGE });
+    expect(result.status).toBe(504);
+    expect(ErrorEnvelopeSchema.parse(result.body).error.message).toMatch(/stopped/);
+    expect(Date.now() - started).toBeLessThan(3000);
+    await expectNothingLeft();
+  });
+
+  it("makes one session of concurrent creates of one id, and answers all of them with it", async () => {
+    const request = { id: "racer", org: "race" };
+    const results = await Promise.all(Array.from({ length: 6 }, () => spawner.json("POST", "/v1/sessions", request)));
+    expect(results.map((r) => r.status).sort()).toEqual([200, 200, 200, 200, 200, 201]);
+    const createdAt = new Set(results.map((r) => SessionResponseSchema.parse(r.body).session.createdAt));
+    expect(createdAt.size).toBe(1);
+    const left = await leftovers(spawner.deployment);
+    expect(left.containers).toHaveLength(1);
+    expect(left.volumes).toHaveLength(1);
+  });
+
+  it("makes one session of concurrent creates through two replicas", async () => {
+    const second = await startSpawner({
+      deployment: spawner.deployment,
+      secrets: { secret: spawner.secret, runnerdSecret: spawner.runnerdSecret },
+      env: { SPAWNER_MAX_SESSIONS: "2", SPAWNER_MAX_SESSIONS_PER_ORG: "1" },
+    });
+    try {
+      const request = { id: "twin", org: "twins" };
+      const results = await Promise.all([
+        spawner.json("POST", "/v1/sessions", request),
+        second.json("POST", "/v1/sessions", request),
+        spawner.json("POST", "/v1/sessions", request),
+        second.json("POST", "/v1/sessions", request),
+      ]);
+      expect(results.filter((r) => r.status === 201)).toHaveLength(1);
+      expect(results.filter((r) => r.status === 200)).toHaveLength(3);
+      const left = await leftovers(spawner.deployment);
+      expect(left.containers).toHaveLength(2);
+      // Either replica serves it: the second one looks it up on a cache miss.
+      const viaSecond = await second.json("POST", "/v1/sessions/racer/execs?wait=true", { argv: ["echo", "ok"] });
+      expect(viaSecond.body).toMatchObject({ stdout: "ok\n" });
+    } finally {
+      await second.stop();
+    }
+  });
+
+  it("answers capacity exhaustion with 429 and Retry-After, globally and per org", async () => {
+    expect((await spawner.request("DELETE", "/v1/sessions/twin")).status).toBe(204);
+    const perOrg = await spawner.json("POST", "/v1/sessions", { org: "race" });
+    expect(perOrg.status).toBe(429);
+    expect(perOrg.headers.get("retry-after")).toBe("30");
+    expect(ErrorEnvelopeSchema.parse(perOrg.body).error).toMatchObject({
+      code: "CAPACITY_EXCEEDED",
+      details: { scope: "org" },
+    });
+    expect((await spawner.json("POST", "/v1/sessions", { id: "second", org: "other" })).status).toBe(201);
+    const global = await spawner.json("POST", "/v1/sessions", { org: "someone-new" });
+    expect(global.status).toBe(429);
+    expect(ErrorEnvelopeSchema.parse(global.body).error).toMatchObject({ details: { scope: "global" } });
+    expect((await leftovers(spawner.deployment)).containers).toHaveLength(2);
+  });
+
+  it("creates again once a session is deleted", async () => {
+    expect((await spawner.request("DELETE", "/v1/sessions/racer")).status).toBe(204);
+    const fresh = await spawner.json("POST", "/v1/sessions", { org: "race" });
+    expect(fresh.status).toBe(201);
+  });
+});
+
+async function buildImage(tag: string, dockerfile: string): Promise<void> {
+  const { spawn } = await import("node:child_process");
+  await new Promise<void>((resolve, reject) => {
+    const child = spawn("docker", ["build", "-q", "-t", tag, "-"], { stdio: ["pipe", "ignore", "pipe"] });
+    let stderr = "";
+    child.stderr.on("data", (chunk: Buffer) => {
+      stderr += chunk.toString();
+    });
+    child.on("exit", (code) => (code === 0 ? resolve() : reject(new Error(`docker build ${tag} failed: ${stderr}`))));
+    child.stdin.end(dockerfile);
+  });
+}
