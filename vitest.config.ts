@@ -11,8 +11,8 @@ export default defineConfig({
       },
       {
         test: {
-          name: "spawner",
-          include: ["tests/spawner/**/*.test.ts"],
+          name: "docker",
+          include: ["tests/spawner/**/*.test.ts", "tests/compose/**/*.test.ts"],
           testTimeout: 120_000,
           hookTimeout: 120_000,
         },

@@ -1,0 +1,79 @@
+import { ApiError } from "@sbx/protocol";
+import { describe, expect, it } from "vitest";
+import { loadConfig } from "../config.js";
+import { labelsOf, recordFromLabels } from "./session-record.js";
+import { resolveSpec } from "./session-spec.js";
+
+const config = loadConfig({
+  SPAWNER_HMAC_KEYS: "k:0123456789abcdef0123",
+  SPAWNER_RUNNERD_SECRET: "r".repeat(40),
+  SPAWNER_IMAGES: "sbx-runtime:latest,sbx-runtime:next",
+  SPAWNER_PROFILES: JSON.stringify({ big: { images: ["sbx-big:1"] } }),
+});
+const NOW = 1_800_000_000_000;
+
+function codeOf(fn: () => unknown): string | undefined {
+  try {
+    fn();
+  } catch (error) {
+    if (error instanceof ApiError) return error.code;
+    throw error;
+  }
+  return undefined;
+}
+
+describe("resolveSpec", () => {
+  it("applies profile, image, resource and lifetime defaults", () => {
+    const { record } = resolveSpec({ org: "acme" }, config, NOW);
+    expect(record).toMatchObject({
+      org: "acme",
+      owner: null,
+      profile: "default",
+      image: "sbx-runtime:latest",
+      createdAt: NOW,
+      expiresAt: NOW + 3_600_000,
+      idleTimeoutMs: 1_800_000,
+      resources: { cpus: 1, memoryMb: 1024, pids: 1024 },
+    });
+    expect(record.id).toMatch(/^s-[a-z2-7]{12}$/);
+  });
+
+  it("gives the same digest to the same request and a different one to any change, env included", () => {
+    const base = { id: "x", org: "acme", env: { A: "1" }, labels: { t: "v" } };
+    const digest = (r: Parameters<typeof resolveSpec>[0]) => resolveSpec(r, config, NOW).record.specDigest;
+    expect(digest(base)).toBe(digest({ ...base }));
+    expect(digest(base)).toBe(resolveSpec(base, config, NOW + 5000).record.specDigest);
+    expect(digest({ ...base, env: { A: "2" } })).not.toBe(digest(base));
+    expect(digest({ ...base, labels: { t: "w" } })).not.toBe(digest(base));
+    expect(digest({ ...base, ttlMs: 5000 })).not.toBe(digest(base));
+    // The digest is keyed: it does not reveal env values to whoever reads labels.
+    expect(digest(base)).toMatch(/^[0-9a-f]{64}$/);
+  });
+
+  it("refuses what is off the allow-list or above the maxima", () => {
+    expect(codeOf(() => resolveSpec({ org: "a", image: "sbx-big:1" }, config, NOW))).toBe("IMAGE_NOT_ALLOWED");
+    expect(codeOf(() => resolveSpec({ org: "a", profile: "big" }, config, NOW))).toBeUndefined();
+    expect(codeOf(() => resolveSpec({ org: "a", profile: "gpu" }, config, NOW))).toBe("PROFILE_NOT_FOUND");
+    expect(codeOf(() => resolveSpec({ org: "a", resources: { cpus: 64 } }, config, NOW))).toBe("VALIDATION_FAILED");
+    expect(codeOf(() => resolveSpec({ org: "a", ttlMs: 48 * 3_600_000 }, config, NOW))).toBe("VALIDATION_FAILED");
+    expect(codeOf(() => resolveSpec({ org: "a", env: { SBX_EXEC: "x" } }, config, NOW))).toBe("VALIDATION_FAILED");
+  });
+});
+
+describe("session labels", () => {
+  it("round-trip a record exactly", () => {
+    const { record } = resolveSpec(
+      { id: "round", org: "acme", owner: "me@acme.test", labels: { team: "core" }, resources: { cpus: 0.5 } },
+      config,
+      NOW,
+    );
+    expect(recordFromLabels(labelsOf(record))).toEqual(record);
+  });
+
+  it("refuse to guess a session from incomplete labels", () => {
+    const { record } = resolveSpec({ id: "round", org: "acme" }, config, NOW);
+    const labels = labelsOf(record);
+    delete labels["sbx.dev/expires-at"];
+    expect(recordFromLabels(labels)).toBeUndefined();
+  });
+});

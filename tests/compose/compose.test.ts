@@ -1,0 +1,97 @@
+import { execFile } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { createServer } from "node:net";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import { ExecResultSchema, SessionResponseSchema } from "@sbx/protocol";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { docker, dockerUnavailable, leftovers, removeDeployment } from "../support/docker.js";
+
+const run = promisify(execFile);
+const ROOT = fileURLToPath(new URL("../..", import.meta.url));
+/** The development secret compose.yml and the README publish. */
+const DEV_SECRET = "sbx-dev-secret-0123456789abcdef";
+
+async function composeUnavailable(): Promise<string | undefined> {
+  const reason = await dockerUnavailable();
+  if (reason) return reason;
+  try {
+    await docker("compose", "version");
+  } catch {
+    return "the docker compose v2 plugin is missing (.ci/run installs it)";
+  }
+  try {
+    await run("openssl", ["version"]);
+  } catch {
+    return "openssl is missing (scripts/sbx-curl signs with it)";
+  }
+  return undefined;
+}
+
+const skip = await composeUnavailable();
+if (skip) console.warn(`SKIPPING the compose smoke test: ${skip}`);
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address();
+      server.close(() =>
+        address && typeof address === "object" ? resolve(address.port) : reject(new Error("no port")),
+      );
+    });
+  });
+}
+
+describe.skipIf(skip !== undefined)("docker compose up, then a signed curl", () => {
+  const suffix = randomBytes(3).toString("hex");
+  const project = `sbx-smoke-${suffix}`;
+  const env = {
+    ...process.env,
+    SBX_DEPLOYMENT: `smoke-${suffix}`,
+    SBX_NETWORK: `sbx-smoke-${suffix}`,
+    SBX_PORT: "0",
+  };
+  const compose = (...args: string[]) =>
+    run("docker", ["compose", "-p", project, ...args], { cwd: ROOT, env, maxBuffer: 64 * 1024 * 1024 });
+  const curl = (...args: string[]) =>
+    run(`${ROOT}/scripts/sbx-curl`, args, {
+      cwd: ROOT,
+      env: { ...process.env, SBX_URL: `http://127.0.0.1:${env.SBX_PORT}`, SBX_SECRET: DEV_SECRET },
+    });
+
+  beforeAll(async () => {
+    env.SBX_PORT = String(await freePort());
+    await compose("up", "-d", "--build", "--wait");
+  }, 600_000);
+
+  afterAll(async () => {
+    await removeDeployment(env.SBX_DEPLOYMENT).catch(() => undefined);
+    await compose("down", "--remove-orphans").catch(() => undefined);
+    await docker("network", "rm", env.SBX_NETWORK).catch(() => "");
+  });
+
+  it("creates a session, runs a command in it and deletes it, signed by scripts/sbx-curl", async () => {
+    const created = SessionResponseSchema.parse(
+      JSON.parse((await curl("POST", "/v1/sessions", '{"org":"smoke"}')).stdout),
+    );
+    expect(created.session.state).toBe("ready");
+    const id = created.session.id;
+    const exec = await curl("POST", `/v1/sessions/${id}/execs?wait=true`, '{"shell":"echo hello from $(id -un)"}');
+    expect(ExecResultSchema.parse(JSON.parse(exec.stdout))).toMatchObject({
+      stdout: "hello from sandbox\n",
+      outcome: "completed",
+    });
+    const deleted = await curl("DELETE", `/v1/sessions/${id}`, "-", "-o", "/dev/null", "-w", "%{http_code}");
+    expect(deleted.stdout).toBe("204");
+    expect((await leftovers(env.SBX_DEPLOYMENT)).containers).toEqual([]);
+    const logs = await compose("logs", "spawner");
+    expect(logs.stdout).toContain("DEVELOPMENT secrets published in the README");
+  });
+
+  it("stops cleanly with docker compose down", async () => {
+    await compose("down");
+    const { stdout } = await compose("ps", "-a", "-q");
+    expect(stdout.trim()).toBe("");
+  });
+});
