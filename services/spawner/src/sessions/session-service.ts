@@ -224,7 +224,7 @@ export class SessionService {
     const deadline = this.clock.now() + this.config.createTimeoutMs;
     const existing = await this.backend.find(record.id);
     if (existing) return { session: await this.adoptExisting(existing, record.specDigest, deadline), created: false };
-    await this.checkCapacity(record.org);
+    await this.checkCapacity(record.id, record.org);
     let made: BackendSession;
     try {
       made = await this.backend.create(
@@ -318,10 +318,12 @@ export class SessionService {
     );
   }
 
-  private async checkCapacity(org: string): Promise<void> {
-    const active = (await this.backend.list()).filter((b) => b.status !== "exited");
-    const inFlight = [...this.creating.keys()].filter((id) => !active.some((b) => b.id === id)).length - 1;
-    if (active.length + Math.max(0, inFlight) >= this.config.capacity.global) {
+  private async checkCapacity(id: string, org: string): Promise<void> {
+    // The session being created does not count against itself: another replica may have just made it.
+    const active = (await this.backend.list()).filter((b) => b.status !== "exited" && b.id !== id);
+    // Creates of this replica not yet visible in the backend count too.
+    const inFlight = [...this.creating.keys()].filter((other) => other !== id && !active.some((b) => b.id === other));
+    if (active.length + inFlight.length >= this.config.capacity.global) {
       throw new ApiError("CAPACITY_EXCEEDED", `${this.config.capacity.global} sessions are running`, {
         headers: { "Retry-After": "30" },
         details: { limit: this.config.capacity.global, scope: "global" },
