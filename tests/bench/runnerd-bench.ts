@@ -1,18 +1,17 @@
 // runnerd benchmarks: each figure is a ratio against the obvious alternative
 // measured in the same run (spawning the command directly from Node).
 //
-//   node tests/bench/runnerd-bench.ts [--runs N] [--throughput-runs N] [--mib N]
+//   node tests/bench/run.mjs runnerd-bench [--runs N] [--throughput-runs N] [--mib N]
 //
 // Prints a Markdown table; docs/performance.md holds the last recorded figures.
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { createWriteStream } from "node:fs";
-import http from "node:http";
 import { cpus } from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
-import { createParser } from "eventsource-parser";
-import { startRunnerd } from "../support/runnerd.ts";
+import { startRunnerd } from "../support/runnerd.js";
+import { agent, ms, readSsePayload, request, stats, timed } from "./measure.js";
 
 const { values } = parseArgs({
   options: {
@@ -25,46 +24,14 @@ const RUNS = Number(values.runs);
 const THROUGHPUT_RUNS = Number(values["throughput-runs"]);
 const MIB = Number(values.mib);
 
-const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
-
-function post(port: number, token: string, pathAndQuery: string, body: unknown, onData: (chunk: string) => void) {
-  return new Promise<void>((resolve, reject) => {
-    const request = http.request(
-      {
-        host: "127.0.0.1",
-        port,
-        path: pathAndQuery,
-        method: "POST",
-        agent,
-        headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
-      },
-      (response) => {
-        response.setEncoding("utf8");
-        response.on("data", onData);
-        response.on("end", resolve);
-        response.on("error", reject);
-      },
-    );
-    request.on("error", reject);
-    request.end(JSON.stringify(body));
-  });
-}
-
-function percentile(sorted: number[], p: number): number {
-  const index = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
-  return sorted[index] ?? Number.NaN;
-}
-
-function stats(samples: number[]) {
-  const sorted = [...samples].sort((a, b) => a - b);
-  return { median: percentile(sorted, 50), p90: percentile(sorted, 90), p99: percentile(sorted, 99) };
-}
-
-async function timed(fn: () => Promise<void>): Promise<number> {
-  const start = performance.now();
-  await fn();
-  return performance.now() - start;
-}
+const post = (port: number, token: string, pathAndQuery: string, body: unknown, onData: (chunk: string) => void) =>
+  request(
+    `http://127.0.0.1:${port}${pathAndQuery}`,
+    "POST",
+    { authorization: `Bearer ${token}`, "content-type": "application/json" },
+    JSON.stringify(body),
+    onData,
+  );
 
 const spawnDirect = (argv: string[]) =>
   new Promise<void>((resolve, reject) => {
@@ -90,26 +57,8 @@ const readDirect = (file: string) =>
   });
 
 /** Streams `cat FILE` through runnerd's SSE and returns the payload bytes received (decoded). */
-async function readThroughRunnerd(port: number, token: string, file: string, encoding: "utf8" | "base64") {
-  let bytes = 0;
-  let exit = "";
-  let gap = false;
-  const parser = createParser({
-    onEvent: (event) => {
-      if (event.event === "stdout") {
-        const data: unknown = JSON.parse(event.data);
-        if (typeof data === "object" && data !== null) {
-          if ("text" in data && typeof data.text === "string") bytes += Buffer.byteLength(data.text);
-          else if ("data" in data && typeof data.data === "string") bytes += Buffer.from(data.data, "base64").length;
-        }
-      } else if (event.event === "exit") exit = event.data;
-      else if (event.event === "gap") gap = true;
-    },
-  });
-  await post(port, token, "/v1/execs", { argv: ["cat", file], encoding }, (chunk) => parser.feed(chunk));
-  if (!exit.includes('"completed"') || gap) throw new Error(`stream incomplete (gap: ${gap}, exit: ${exit || "none"})`);
-  return bytes;
-}
+const readThroughRunnerd = (port: number, token: string, file: string, encoding: "utf8" | "base64") =>
+  readSsePayload((onData) => post(port, token, "/v1/execs", { argv: ["cat", file], encoding }, onData));
 
 async function writeFile(file: string, chunkOf: () => Buffer, total: number) {
   const out = createWriteStream(file);
@@ -153,17 +102,14 @@ async function main() {
       sse.push(await timed(sseOnce));
     }
     const d = stats(direct);
-    const ms = (v: number) => v.toFixed(2);
     rows.push("| exec round trip of `true` | median | p90 | p99 | vs direct (median) |", "|---|---|---|---|---|");
-    rows.push(`| child_process.spawn (direct) | ${ms(d.median)} ms | ${ms(d.p90)} ms | ${ms(d.p99)} ms | 1.00× |`);
+    rows.push(`| child_process.spawn (direct) | ${ms(d.median)} | ${ms(d.p90)} | ${ms(d.p99)} | 1.00× |`);
     for (const [name, samples] of [
       ["runnerd `POST /v1/execs?wait=true`", wait],
       ["runnerd `POST /v1/execs` (SSE to exit)", sse],
     ] as const) {
       const s = stats(samples);
-      rows.push(
-        `| ${name} | ${ms(s.median)} ms | ${ms(s.p90)} ms | ${ms(s.p99)} ms | ${(s.median / d.median).toFixed(2)}× |`,
-      );
+      rows.push(`| ${name} | ${ms(s.median)} | ${ms(s.p90)} | ${ms(s.p99)} | ${(s.median / d.median).toFixed(2)}× |`);
     }
 
     // ---- stdout throughput ----------------------------------------------

@@ -109,6 +109,32 @@ const ConfigEnvSchema = z.object({
   SPAWNER_SWEEP_INTERVAL_MS: int(100).default(30_000),
   SPAWNER_ADOPT_INTERVAL_MS: int(100).default(60_000),
   SPAWNER_MAX_JSON_BYTES: int(1024).default(16 * MiB),
+  /**
+   * Extra runnerd settings for every session, `RUNNERD_X=v,RUNNERD_Y=w`
+   * (ring size, orphan timeout, ...). The token, root, host and port are the spawner's.
+   */
+  SPAWNER_RUNNERD_ENV: z
+    .string()
+    .transform((v, ctx) => {
+      const env: Record<string, string> = {};
+      for (const pair of v
+        .split(",")
+        .map((s) => s.trim())
+        .filter((s) => s !== "")) {
+        const at = pair.indexOf("=");
+        const name = at > 0 ? pair.slice(0, at) : "";
+        if (!/^RUNNERD_[A-Z_]+$/.test(name) || /^RUNNERD_(TOKEN_SHA256|ROOT|HOST|PORT)$/.test(name)) {
+          ctx.addIssue({
+            code: "custom",
+            message: "must be RUNNERD_NAME=value pairs (not TOKEN_SHA256, ROOT, HOST or PORT)",
+          });
+          return z.NEVER;
+        }
+        env[name] = pair.slice(at + 1);
+      }
+      return env;
+    })
+    .default({}),
   SPAWNER_LOG_LEVEL: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
 });
 
@@ -160,6 +186,7 @@ const ConfigSchema = ConfigEnvSchema.transform((e, ctx) => {
     sweepIntervalMs: e.SPAWNER_SWEEP_INTERVAL_MS,
     adoptIntervalMs: e.SPAWNER_ADOPT_INTERVAL_MS,
     maxJsonBytes: e.SPAWNER_MAX_JSON_BYTES,
+    runnerdEnv: e.SPAWNER_RUNNERD_ENV,
     logLevel: e.SPAWNER_LOG_LEVEL,
   };
 });

@@ -233,6 +233,7 @@ export class SessionService {
           image: record.image,
           labels: labelsOf(record),
           runnerdEnv: {
+            ...this.config.runnerdEnv,
             RUNNERD_TOKEN_SHA256: runnerdTokenSha256(this.config.runnerdSecret, record.id),
             RUNNERD_ROOT: "/workspace",
             RUNNERD_HOST: "0.0.0.0",

@@ -1,0 +1,70 @@
+// What both benchmarks measure with: order statistics, timing, an HTTP
+// keep-alive client, and an SSE reader that counts decoded payload bytes.
+import http from "node:http";
+import { createParser } from "eventsource-parser";
+
+export function percentile(sorted: number[], p: number): number {
+  const index = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[index] ?? Number.NaN;
+}
+
+export function stats(samples: number[]) {
+  const sorted = [...samples].sort((a, b) => a - b);
+  return { median: percentile(sorted, 50), p90: percentile(sorted, 90), p99: percentile(sorted, 99) };
+}
+
+export async function timed(fn: () => Promise<unknown>): Promise<number> {
+  const start = performance.now();
+  await fn();
+  return performance.now() - start;
+}
+
+export const ms = (v: number) => `${v.toFixed(2)} ms`;
+
+/** One keep-alive connection, as a real client would hold. */
+export const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+
+export function request(
+  url: string,
+  method: string,
+  headers: Record<string, string>,
+  body: string | undefined,
+  onData: (chunk: string) => void,
+): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { method, agent, headers }, (response) => {
+      response.setEncoding("utf8");
+      response.on("data", onData);
+      response.on("end", () => resolve(response.statusCode ?? 0));
+      response.on("error", reject);
+    });
+    req.on("error", reject);
+    req.end(body);
+  });
+}
+
+/**
+ * Reads an exec's SSE stream to its end with eventsource-parser (as the SDK
+ * does) and returns the decoded stdout payload bytes; fails unless the exec
+ * completed with no gap.
+ */
+export async function readSsePayload(send: (onData: (chunk: string) => void) => Promise<number>): Promise<number> {
+  let bytes = 0;
+  let exit = "";
+  let gap = false;
+  const parser = createParser({
+    onEvent: (event) => {
+      if (event.event === "stdout") {
+        const data: unknown = JSON.parse(event.data);
+        if (typeof data === "object" && data !== null) {
+          if ("text" in data && typeof data.text === "string") bytes += Buffer.byteLength(data.text);
+          else if ("data" in data && typeof data.data === "string") bytes += Buffer.from(data.data, "base64").length;
+        }
+      } else if (event.event === "exit") exit = event.data;
+      else if (event.event === "gap") gap = true;
+    },
+  });
+  await send((chunk) => parser.feed(chunk));
+  if (!exit.includes('"completed"') || gap) throw new Error(`stream incomplete (gap: ${gap}, exit: ${exit || "none"})`);
+  return bytes;
+}

@@ -1,0 +1,31 @@
+// Runs one benchmark under plain Node: bundles it (and the workspace TypeScript
+// it imports) with esbuild first, since Node does not resolve our `.js`
+// specifiers to `.ts` sources.
+//
+//   node tests/bench/run.mjs runnerd-bench [args...]
+//   node tests/bench/run.mjs spawner-bench [args...]
+import { spawnSync } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { build } from "esbuild";
+
+const [name, ...args] = process.argv.slice(2);
+if (!name) {
+  console.error("usage: node tests/bench/run.mjs <runnerd-bench|spawner-bench> [args...]");
+  process.exit(2);
+}
+const here = new URL("./", import.meta.url);
+// At the same depth as tests/support, whose files locate the services relative to themselves.
+const outfile = fileURLToPath(new URL(`../.dist/${name.replaceAll("/", "-")}.mjs`, here));
+await build({
+  entryPoints: [fileURLToPath(new URL(`${name}.ts`, here))],
+  outfile,
+  bundle: true,
+  platform: "node",
+  target: "node22",
+  format: "esm",
+  // Workspace packages are bundled; npm packages load from tests/node_modules.
+  external: ["dockerode", "eventsource-parser", "tar-stream"],
+  logLevel: "warning",
+});
+const result = spawnSync(process.execPath, [outfile, ...args], { stdio: "inherit" });
+process.exit(result.status ?? 1);

@@ -1,0 +1,213 @@
+// Spawner benchmarks against the obvious alternative, in one run on one engine:
+//   exec round trip through the spawner   vs  `docker exec` (Engine API, as dockerode does it)
+//   stdout throughput through the spawner vs  `docker exec` of the same command
+//   session create → first exec output    vs  `docker run -d` of the same image + waiting for it
+//
+//   node tests/bench/run.mjs spawner-bench [--runs N] [--throughput-runs N] [--mib N] [--create-runs N]
+//
+// Needs a Docker engine, the built spawner and sbx-runtime:latest (`bun run images`).
+// BENCH_ACCESS=address measures runnerd reached by container address instead of a published port.
+import { randomBytes } from "node:crypto";
+import { cpus } from "node:os";
+import { PassThrough } from "node:stream";
+import { parseArgs } from "node:util";
+import { signRequest } from "@sbx/protocol";
+import Docker from "dockerode";
+import { RUNTIME_IMAGE, removeDeployment } from "../support/docker.js";
+import { startSpawner } from "../support/spawner.js";
+import { agent, ms, readSsePayload, request, stats, timed } from "./measure.js";
+
+const { values } = parseArgs({
+  options: {
+    runs: { type: "string", default: "300" },
+    "throughput-runs": { type: "string", default: "5" },
+    mib: { type: "string", default: "200" },
+    "create-runs": { type: "string", default: "10" },
+  },
+});
+const RUNS = Number(values.runs);
+const THROUGHPUT_RUNS = Number(values["throughput-runs"]);
+const MIB = Number(values.mib);
+const CREATE_RUNS = Number(values["create-runs"]);
+const BYTES = MIB * 1024 * 1024;
+
+const docker = new Docker();
+
+/** `docker exec` as dockerode does it: create the exec, start it attached, read the demuxed stream, inspect. */
+async function dockerExec(container: Docker.Container, cmd: string[], onStdout?: (bytes: number) => void) {
+  const exec = await container.exec({ Cmd: cmd, AttachStdout: true, AttachStderr: true });
+  const stream = await exec.start({ hijack: true, stdin: false });
+  const stdout = new PassThrough();
+  const stderr = new PassThrough();
+  stdout.on("data", (chunk: Buffer) => onStdout?.(chunk.length));
+  stderr.resume();
+  docker.modem.demuxStream(stream, stdout, stderr);
+  await new Promise<void>((resolve, reject) => {
+    stream.on("end", resolve);
+    stream.on("error", reject);
+  });
+  const info = await exec.inspect();
+  if (info.ExitCode !== 0) throw new Error(`docker exec ${cmd.join(" ")} exited ${info.ExitCode}`);
+}
+
+async function main() {
+  const spawner = await startSpawner({
+    env: {
+      SPAWNER_MAX_SESSIONS: "100",
+      ...(process.env.BENCH_ACCESS ? { SPAWNER_RUNNERD_ACCESS: process.env.BENCH_ACCESS } : {}),
+      SPAWNER_MAX_SESSIONS_PER_ORG: "100",
+      SPAWNER_MAX_CPUS: "2",
+      SPAWNER_MAX_MEMORY_MB: "4096",
+      // Room for the whole payload: the figure is throughput, not the cut-off policy (see docs/performance.md).
+      SPAWNER_RUNNERD_ENV: `RUNNERD_CONSUMER_BUFFER_BYTES=${2 * BYTES},RUNNERD_RETAIN_OUTPUT_EXECS=4`,
+    },
+  });
+  const signed = (method: string, path: string, body?: string) => ({
+    ...signRequest({ keyId: spawner.keyId, secret: spawner.secret, method, pathWithQuery: path, body }),
+    ...(body === undefined ? {} : { "content-type": "application/json" }),
+  });
+  const call = (method: string, path: string, body?: unknown, onData: (chunk: string) => void = () => {}) => {
+    const text = body === undefined ? undefined : JSON.stringify(body);
+    return request(`${spawner.url}${path}`, method, signed(method, path, text), text, onData);
+  };
+  const rows: string[] = [];
+  try {
+    const created = await call("POST", "/v1/sessions", {
+      id: "bench",
+      org: "bench",
+      resources: { cpus: 2, memoryMb: 2048 },
+    });
+    if (created !== 201) throw new Error(`could not create the benchmark session (${created})`);
+    const container = docker.getContainer(`sbx-${spawner.deployment}-bench`);
+
+    // ---- exec round trip ------------------------------------------------
+    const viaWait = () => call("POST", "/v1/sessions/bench/execs?wait=true", { argv: ["true"] });
+    const viaSse = () => call("POST", "/v1/sessions/bench/execs", { argv: ["true"] });
+    const viaDocker = () => dockerExec(container, ["true"]);
+    for (let i = 0; i < 20; i++) await Promise.all([viaWait(), viaDocker()]);
+    const wait: number[] = [];
+    const sse: number[] = [];
+    const dock: number[] = [];
+    for (let i = 0; i < RUNS; i++) {
+      dock.push(await timed(viaDocker));
+      wait.push(await timed(viaWait));
+      sse.push(await timed(viaSse));
+    }
+    const d = stats(dock);
+    rows.push(
+      "| exec round trip of `true` | median | p90 | p99 | speed-up vs docker exec (median) |",
+      "|---|---|---|---|---|",
+    );
+    rows.push(`| docker exec (Engine API) | ${ms(d.median)} | ${ms(d.p90)} | ${ms(d.p99)} | 1.0× |`);
+    for (const [name, samples] of [
+      ["spawner `?wait=true`", wait],
+      ["spawner SSE to exit", sse],
+    ] as const) {
+      const s = stats(samples);
+      rows.push(`| ${name} | ${ms(s.median)} | ${ms(s.p90)} | ${ms(s.p99)} | ${(d.median / s.median).toFixed(1)}× |`);
+    }
+
+    // ---- stdout throughput ----------------------------------------------
+    await call("POST", "/v1/sessions/bench/execs?wait=true", {
+      shell: `yes 'line of text for the throughput benchmark, 0123456789' | head -c ${BYTES} > /workspace/text.txt && head -c ${BYTES} /dev/urandom > /workspace/random.bin`,
+    });
+    rows.push(
+      "",
+      `| stdout throughput, ${MIB} MiB (median of ${THROUGHPUT_RUNS}) | spawner | docker exec | ratio |`,
+      "|---|---|---|---|",
+    );
+    for (const [name, file, encoding] of [
+      ["text lines, utf8 mode", "/workspace/text.txt", "utf8"],
+      ["random bytes, base64 mode", "/workspace/random.bin", "base64"],
+    ] as const) {
+      const ours: number[] = [];
+      const theirs: number[] = [];
+      for (let i = 0; i <= THROUGHPUT_RUNS; i++) {
+        let got = 0;
+        const t1 = await timed(async () => {
+          got = await readSsePayload((onData) =>
+            call("POST", "/v1/sessions/bench/execs", { argv: ["cat", file], encoding }, onData),
+          );
+        });
+        if (got !== BYTES) throw new Error(`${name}: spawner delivered ${got} of ${BYTES} bytes`);
+        let seen = 0;
+        const t2 = await timed(() =>
+          dockerExec(container, ["cat", file], (n) => {
+            seen += n;
+          }),
+        );
+        if (seen !== BYTES) throw new Error(`${name}: docker exec delivered ${seen} of ${BYTES} bytes`);
+        if (i === 0) continue; // warm-up
+        ours.push(BYTES / 1e6 / (t1 / 1000));
+        theirs.push(BYTES / 1e6 / (t2 / 1000));
+      }
+      const a = stats(ours).median;
+      const b = stats(theirs).median;
+      rows.push(`| ${name} | ${a.toFixed(0)} MB/s | ${b.toFixed(0)} MB/s | ${(a / b).toFixed(2)}× |`);
+    }
+    await call("DELETE", "/v1/sessions/bench");
+
+    // ---- create to first output -----------------------------------------
+    const ours: number[] = [];
+    const theirs: number[] = [];
+    for (let i = 0; i < CREATE_RUNS; i++) {
+      const id = `c-${i}-${randomBytes(3).toString("hex")}`;
+      let output = "";
+      ours.push(
+        await timed(async () => {
+          const status = await call("POST", "/v1/sessions", { id, org: "bench" });
+          if (status !== 201) throw new Error(`create ${id}: ${status}`);
+          await call("POST", `/v1/sessions/${id}/execs?wait=true`, { argv: ["echo", "first"] }, (c) => {
+            output += c;
+          });
+        }),
+      );
+      if (!output.includes('"stdout":"first\\n"')) throw new Error(`no first output: ${output}`);
+      await call("DELETE", `/v1/sessions/${id}`);
+
+      theirs.push(
+        await timed(async () => {
+          const c = await docker.createContainer({
+            Image: RUNTIME_IMAGE,
+            Env: [`RUNNERD_TOKEN_SHA256=${"0".repeat(64)}`],
+            ExposedPorts: { "7070/tcp": {} },
+            HostConfig: { PortBindings: { "7070/tcp": [{ HostIp: "127.0.0.1", HostPort: "" }] } },
+          });
+          await c.start();
+          const info = await c.inspect();
+          const port = info.NetworkSettings.Ports["7070/tcp"]?.[0]?.HostPort;
+          for (;;) {
+            const ok = await fetch(`http://127.0.0.1:${port}/healthz`).then(
+              (r) => r.ok,
+              () => false,
+            );
+            if (ok) break;
+            await new Promise((r) => setTimeout(r, 10));
+          }
+          // Not timed in spirit, but cheap: the removal happens after the clock stops below.
+          bare.push(c);
+        }),
+      );
+      for (const c of bare.splice(0)) await c.remove({ force: true });
+    }
+    const o = stats(ours).median;
+    const t = stats(theirs).median;
+    rows.push(
+      "",
+      `| create → first output (median of ${CREATE_RUNS}) | time | vs bare docker run -d |`,
+      "|---|---|---|",
+      `| docker run -d + runnerd answering (bare) | ${ms(t)} | 1.00× |`,
+      `| spawner: create session + first exec output | ${ms(o)} | ${(o / t).toFixed(2)}× |`,
+    );
+  } finally {
+    await spawner.stop();
+    agent.destroy();
+    await removeDeployment(spawner.deployment);
+  }
+  console.log(`spawner benchmark — ${new Date().toISOString()}, Node ${process.version}, ${cpus().length} CPUs`);
+  console.log(`(${RUNS} round trips each; MB = 10^6 bytes of payload)\n`);
+  console.log(rows.join("\n"));
+}
+
+const bare: Docker.Container[] = [];
+await main();
