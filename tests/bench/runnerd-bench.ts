@@ -95,11 +95,17 @@ async function main() {
     const wait: number[] = [];
     const sse: number[] = [];
     const direct: number[] = [];
-    // Interleaved, so drift on a shared machine hits all three alike.
+    // Interleaved, rotating which goes first, so neither drift nor order favours one.
+    const rounds: Array<[number[], () => Promise<unknown>]> = [
+      [direct, directOnce],
+      [wait, waitOnce],
+      [sse, sseOnce],
+    ];
     for (let i = 0; i < RUNS; i++) {
-      direct.push(await timed(directOnce));
-      wait.push(await timed(waitOnce));
-      sse.push(await timed(sseOnce));
+      for (let k = 0; k < rounds.length; k++) {
+        const round = rounds[(i + k) % rounds.length];
+        if (round) round[0].push(await timed(round[1]));
+      }
     }
     const d = stats(direct);
     rows.push("| exec round trip of `true` | median | p90 | p99 | vs direct (median) |", "|---|---|---|---|---|");

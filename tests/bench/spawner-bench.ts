@@ -6,7 +6,8 @@
 //   node tests/bench/run.mjs spawner-bench [--runs N] [--throughput-runs N] [--mib N] [--create-runs N]
 //
 // Needs a Docker engine, the built spawner and sbx-runtime:latest (`bun run images`).
-// BENCH_ACCESS=address measures runnerd reached by container address instead of a published port.
+// runnerd is reached by container address, as in compose (`--access published` for a port on 127.0.0.1,
+// which on Docker's default userland proxy adds a process hop).
 import { randomBytes } from "node:crypto";
 import { cpus } from "node:os";
 import { PassThrough } from "node:stream";
@@ -23,6 +24,7 @@ const { values } = parseArgs({
     "throughput-runs": { type: "string", default: "5" },
     mib: { type: "string", default: "200" },
     "create-runs": { type: "string", default: "10" },
+    access: { type: "string", default: "address" },
   },
 });
 const RUNS = Number(values.runs);
@@ -54,7 +56,7 @@ async function main() {
   const spawner = await startSpawner({
     env: {
       SPAWNER_MAX_SESSIONS: "100",
-      ...(process.env.BENCH_ACCESS ? { SPAWNER_RUNNERD_ACCESS: process.env.BENCH_ACCESS } : {}),
+      SPAWNER_RUNNERD_ACCESS: values.access === "published" ? "published" : "address",
       SPAWNER_MAX_SESSIONS_PER_ORG: "100",
       SPAWNER_MAX_CPUS: "2",
       SPAWNER_MAX_MEMORY_MB: "4096",
@@ -88,10 +90,17 @@ async function main() {
     const wait: number[] = [];
     const sse: number[] = [];
     const dock: number[] = [];
+    // Interleaved, rotating which goes first, so neither drift nor order favours one.
+    const rounds: Array<[number[], () => Promise<unknown>]> = [
+      [dock, viaDocker],
+      [wait, viaWait],
+      [sse, viaSse],
+    ];
     for (let i = 0; i < RUNS; i++) {
-      dock.push(await timed(viaDocker));
-      wait.push(await timed(viaWait));
-      sse.push(await timed(viaSse));
+      for (let k = 0; k < rounds.length; k++) {
+        const round = rounds[(i + k) % rounds.length];
+        if (round) round[0].push(await timed(round[1]));
+      }
     }
     const d = stats(dock);
     rows.push(
@@ -205,7 +214,7 @@ async function main() {
     await removeDeployment(spawner.deployment);
   }
   console.log(`spawner benchmark — ${new Date().toISOString()}, Node ${process.version}, ${cpus().length} CPUs`);
-  console.log(`(${RUNS} round trips each; MB = 10^6 bytes of payload)\n`);
+  console.log(`(${RUNS} round trips each; runnerd reached by ${values.access}; MB = 10^6 bytes of payload)\n`);
   console.log(rows.join("\n"));
 }
 

@@ -67,8 +67,8 @@ export class RunnerdProxy {
             if (value !== undefined && !HOP_BY_HOP.has(name)) passed[name] = value;
           }
           outgoing.writeHead(response.statusCode ?? 502, passed);
-          // Event streams must reach the client as they happen.
-          outgoing.flushHeaders();
+          // Event streams must reach the client as they happen; a sized body goes out with its head.
+          if (response.headers["content-length"] === undefined) outgoing.flushHeaders();
           response.on("data", (chunk: Buffer) => {
             request.onBytes("down", chunk.length);
             if (!outgoing.write(chunk)) {
