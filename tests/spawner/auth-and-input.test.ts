@@ -159,3 +159,24 @@ describe.skipIf(skip !== undefined)("request signing and bad input", () => {
     });
   });
 });
+
+describe.skipIf(skip !== undefined)("the development switch", () => {
+  it("serves unsigned requests on loopback, logging each one as unauthenticated", async () => {
+    const insecure = await startSpawner({ env: { SPAWNER_DEV_INSECURE: "1", SPAWNER_HMAC_KEYS: "" } });
+    try {
+      expect(insecure.logs()).toContain("requests are NOT authenticated");
+      const response = await fetch(`${insecure.url}/v1/sessions`);
+      expect(response.status).toBe(200);
+      expect(insecure.logs()).toContain("UNAUTHENTICATED request");
+    } finally {
+      await insecure.stop();
+      await removeDeployment(insecure.deployment);
+    }
+  });
+
+  it("refuses to start unless bound to loopback", async () => {
+    await expect(
+      startSpawner({ env: { SPAWNER_DEV_INSECURE: "1", SPAWNER_HMAC_KEYS: "", SPAWNER_HOST: "0.0.0.0" } }),
+    ).rejects.toThrow(/SPAWNER_DEV_INSECURE is only allowed with SPAWNER_HOST on loopback/);
+  });
+});

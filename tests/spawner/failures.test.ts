@@ -122,6 +122,27 @@ describe.skipIf(skip !== undefined)("failed creates leave nothing behind", () =>
     const fresh = await spawner.json("POST", "/v1/sessions", { org: "race" });
     expect(fresh.status).toBe(201);
   });
+
+  it("explains a session call that cannot reach runnerd: stopped is 409, unreachable is 502, never a bare 502", async () => {
+    expect((await spawner.request("DELETE", "/v1/sessions/second")).status).toBe(204);
+    const created = await spawner.json("POST", "/v1/sessions", { id: "cut", org: "cut" });
+    expect(created.status).toBe(201);
+    const name = `sbx-${spawner.deployment}-cut`;
+    // Past the create deadline, a running container whose runnerd cannot be reached is a 502.
+    await new Promise((r) => setTimeout(r, 3100));
+    await docker("network", "disconnect", "-f", `sbx-${spawner.deployment}`, name);
+    const unreachable = await spawner.request("POST", "/v1/sessions/cut/execs?wait=true", {
+      body: JSON.stringify({ argv: ["true"] }),
+    });
+    expect(unreachable.status).toBe(502);
+    expect(unreachable.headers.get("content-type")).toMatch(/^application\/json/);
+    expect(ErrorEnvelopeSchema.parse(await unreachable.json()).error.code).toBe("RUNNERD_UNREACHABLE");
+    await docker("stop", "-t", "1", name);
+    const stopped = await spawner.json("GET", "/v1/sessions/cut/execs");
+    expect(stopped.status).toBe(409);
+    expect(ErrorEnvelopeSchema.parse(stopped.body).error.code).toBe("SESSION_NOT_READY");
+    expect((await spawner.request("DELETE", "/v1/sessions/cut")).status).toBe(204);
+  });
 });
 
 async function buildImage(tag: string, dockerfile: string): Promise<void> {

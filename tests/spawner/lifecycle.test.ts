@@ -6,6 +6,7 @@ import {
   FileWriteResponseSchema,
   SessionListResponseSchema,
   SessionResponseSchema,
+  signRequest,
 } from "@sbx/protocol";
 import * as tar from "tar-stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -227,6 +228,21 @@ describe.skipIf(skip !== undefined)("session lifecycle through the public API", 
     expect((await spawner.json("GET", `${base}/files/stat?path=copy`)).status).toBe(404);
     const outside = await spawner.json("GET", `${base}/files/content?path=../../etc/passwd`);
     expect(outside.status).toBe(403);
+  });
+
+  it("refuses a streamed upload whose bytes are not the ones signed, writing nothing", async () => {
+    const path = `${base}/files/content?path=data/tampered.txt`;
+    const headers = signRequest({
+      keyId: spawner.keyId,
+      secret: spawner.secret,
+      method: "PUT",
+      pathWithQuery: path,
+      body: "what was signed",
+    });
+    const response = await fetch(`${spawner.url}${path}`, { method: "PUT", headers, body: "what was sent instead" });
+    expect(response.status).toBe(401);
+    expect(await response.json()).toMatchObject({ error: { code: "CONTENT_HASH_MISMATCH" } });
+    expect((await spawner.json("GET", `${base}/files/stat?path=data/tampered.txt`)).status).toBe(404);
   });
 
   it("extends and shortens the lifetime within the maxima", async () => {

@@ -41,6 +41,11 @@ export class RunnerdProxy {
       if (value !== undefined) headers[name] = value;
     }
     if (request.body !== undefined) headers["content-length"] = String(request.body.length);
+    else if (request.expectedSha256 !== undefined && request.expectedSha256 !== UNSIGNED_PAYLOAD) {
+      // Chunked instead: runnerd must not see the body as complete before its hash is checked,
+      // and a chunked body only ends with the final chunk, sent after the check.
+      delete headers["content-length"];
+    }
 
     return new Promise<void>((resolve) => {
       let settled = false;
