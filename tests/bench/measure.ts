@@ -68,3 +68,26 @@ export async function readSsePayload(send: (onData: (chunk: string) => void) => 
   if (!exit.includes('"completed"') || gap) throw new Error(`stream incomplete (gap: ${gap}, exit: ${exit || "none"})`);
   return bytes;
 }
+
+/**
+ * Times each named operation `runs` times, in alternating blocks of `block`
+ * (rotating which goes first), so drift on a shared machine hits all alike
+ * and no operation's after-effects always land on the same other one.
+ */
+export async function measureAlternating(
+  operations: Array<() => Promise<unknown>>,
+  runs: number,
+  block: number,
+): Promise<number[][]> {
+  const samples = operations.map(() => [] as number[]);
+  for (let done = 0, b = 0; done < runs; done += block, b++) {
+    for (let k = 0; k < operations.length; k++) {
+      const index = (b + k) % operations.length;
+      const operation = operations[index];
+      const into = samples[index];
+      if (!operation || !into) continue;
+      for (let i = 0; i < Math.min(block, runs - done); i++) into.push(await timed(operation));
+    }
+  }
+  return samples;
+}

@@ -11,7 +11,7 @@ import { cpus } from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { startRunnerd } from "../support/runnerd.js";
-import { agent, ms, readSsePayload, request, stats, timed } from "./measure.js";
+import { agent, measureAlternating, ms, readSsePayload, request, stats, timed } from "./measure.js";
 
 const { values } = parseArgs({
   options: {
@@ -92,21 +92,8 @@ async function main() {
     const sseOnce = () => post(port, token, "/v1/execs", { argv: ["true"] }, () => {});
     const directOnce = () => spawnDirect(["true"]);
     for (let i = 0; i < 30; i++) await Promise.all([waitOnce(), directOnce()]); // warm-up
-    const wait: number[] = [];
-    const sse: number[] = [];
-    const direct: number[] = [];
-    // Interleaved, rotating which goes first, so neither drift nor order favours one.
-    const rounds: Array<[number[], () => Promise<unknown>]> = [
-      [direct, directOnce],
-      [wait, waitOnce],
-      [sse, sseOnce],
-    ];
-    for (let i = 0; i < RUNS; i++) {
-      for (let k = 0; k < rounds.length; k++) {
-        const round = rounds[(i + k) % rounds.length];
-        if (round) round[0].push(await timed(round[1]));
-      }
-    }
+    // One at a time, alternating, so drift on a shared machine hits all three alike.
+    const [direct = [], wait = [], sse = []] = await measureAlternating([directOnce, waitOnce, sseOnce], RUNS, 1);
     const d = stats(direct);
     rows.push("| exec round trip of `true` | median | p90 | p99 | vs direct (median) |", "|---|---|---|---|---|");
     rows.push(`| child_process.spawn (direct) | ${ms(d.median)} | ${ms(d.p90)} | ${ms(d.p99)} | 1.00× |`);

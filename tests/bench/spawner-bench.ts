@@ -16,7 +16,7 @@ import { signRequest } from "@sbx/protocol";
 import Docker from "dockerode";
 import { RUNTIME_IMAGE, removeDeployment } from "../support/docker.js";
 import { startSpawner } from "../support/spawner.js";
-import { agent, ms, readSsePayload, request, stats, timed } from "./measure.js";
+import { agent, measureAlternating, ms, readSsePayload, request, stats, timed } from "./measure.js";
 
 const { values } = parseArgs({
   options: {
@@ -87,24 +87,9 @@ async function main() {
     const viaSse = () => call("POST", "/v1/sessions/bench/execs", { argv: ["true"] });
     const viaDocker = () => dockerExec(container, ["true"]);
     for (let i = 0; i < 20; i++) await Promise.all([viaWait(), viaDocker()]);
-    const wait: number[] = [];
-    const sse: number[] = [];
-    const dock: number[] = [];
-    // In alternating blocks: drift on a shared machine hits both sides alike, while the engine's
-    // clean-up after each `docker exec` (runc, shim) does not land on the spawner's next request.
-    const rounds: Array<[number[], () => Promise<unknown>]> = [
-      [dock, viaDocker],
-      [wait, viaWait],
-      [sse, viaSse],
-    ];
-    const BLOCK = 25;
-    for (let done = 0, b = 0; done < RUNS; done += BLOCK, b++) {
-      for (let k = 0; k < rounds.length; k++) {
-        const round = rounds[(b + k) % rounds.length];
-        if (!round) continue;
-        for (let i = 0; i < Math.min(BLOCK, RUNS - done); i++) round[0].push(await timed(round[1]));
-      }
-    }
+    // In blocks of 25: the engine's clean-up after each `docker exec` (runc, the shim) must not
+    // land on the spawner's next request.
+    const [dock = [], wait = [], sse = []] = await measureAlternating([viaDocker, viaWait, viaSse], RUNS, 25);
     const d = stats(dock);
     rows.push(
       "| exec round trip of `true` | median | p90 | p99 | speed-up vs docker exec (median) |",

@@ -5,6 +5,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { waitForListening } from "./service-process.js";
 
 export const RUNNERD_BUNDLE = fileURLToPath(new URL("../../services/runnerd/dist/runnerd.mjs", import.meta.url));
 
@@ -56,27 +57,7 @@ export async function startRunnerd(options: StartOptions = {}): Promise<RunnerdH
   const [file, ...args] = argv;
   if (file === undefined) throw new Error("empty command");
   const child = spawn(file, args, { env, stdio: ["ignore", "pipe", "pipe"] });
-  let output = "";
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    child.once("exit", (code, signal) => resolve({ code, signal })),
-  );
-  const port = await new Promise<number>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`runnerd did not start:\n${output}`)), 15_000);
-    const onData = (chunk: Buffer) => {
-      output += chunk.toString();
-      const match = /"port":(\d+).*"msg":"listening"/.exec(output);
-      if (match?.[1]) {
-        clearTimeout(timer);
-        resolve(Number(match[1]));
-      }
-    };
-    child.stdout?.on("data", onData);
-    child.stderr?.on("data", onData);
-    void exited.then(() => {
-      clearTimeout(timer);
-      reject(new Error(`runnerd exited before listening:\n${output}`));
-    });
-  });
+  const { port, output, exited } = await waitForListening(child, "runnerd", 15_000);
   const url = `http://127.0.0.1:${port}`;
   const request = (pathAndQuery: string, init: RequestInit = {}) =>
     fetch(`${url}${pathAndQuery}`, {
@@ -89,7 +70,7 @@ export async function startRunnerd(options: StartOptions = {}): Promise<RunnerdH
     token,
     root,
     child,
-    logs: () => output,
+    logs: output,
     request,
     async json(method: string, pathAndQuery: string, body?: unknown) {
       const response = await request(pathAndQuery, {

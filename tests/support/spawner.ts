@@ -3,6 +3,7 @@ import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { signRequest, UNSIGNED_PAYLOAD } from "@sbx/protocol";
+import { waitForListening } from "./service-process.js";
 
 export const SPAWNER_BUNDLE = fileURLToPath(new URL("../../services/spawner/dist/spawner.mjs", import.meta.url));
 
@@ -64,25 +65,7 @@ export async function startSpawner(options: StartSpawnerOptions = {}): Promise<S
     },
     stdio: ["ignore", "pipe", "pipe"],
   });
-  let output = "";
-  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-  const port = await new Promise<number>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`spawner did not start:\n${output}`)), 20_000);
-    const onData = (chunk: Buffer) => {
-      output += chunk.toString();
-      const match = /"port":(\d+).*"msg":"listening"/.exec(output);
-      if (match?.[1]) {
-        clearTimeout(timer);
-        resolve(Number(match[1]));
-      }
-    };
-    child.stdout?.on("data", onData);
-    child.stderr?.on("data", onData);
-    void exited.then(() => {
-      clearTimeout(timer);
-      reject(new Error(`spawner exited before listening:\n${output}`));
-    });
-  });
+  const { port, output, exited } = await waitForListening(child, "spawner", 20_000);
   const url = `http://127.0.0.1:${port}`;
   const request = (method: string, pathWithQuery: string, o: SignedRequestOptions = {}) => {
     const headers = signRequest({
@@ -106,7 +89,7 @@ export async function startSpawner(options: StartSpawnerOptions = {}): Promise<S
     secret,
     runnerdSecret,
     child,
-    logs: () => output,
+    logs: output,
     request,
     async json(method, pathWithQuery, body) {
       const response = await request(method, pathWithQuery, body === undefined ? {} : { body: JSON.stringify(body) });

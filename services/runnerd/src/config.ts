@@ -1,3 +1,4 @@
+import { ConfigError } from "@sbx/edge";
 import { describeEnvIssues } from "@sbx/protocol";
 import { z } from "zod";
 
@@ -84,10 +85,6 @@ const ConfigSchema = ConfigEnvSchema.transform((e) => ({
 }));
 
 export type Config = z.output<typeof ConfigSchema>;
-
-export class ConfigError extends Error {
-  override name = "ConfigError";
-}
 
 /** Reads and validates runnerd's configuration from `env`. */
 export function loadConfig(env: NodeJS.ProcessEnv): Config {

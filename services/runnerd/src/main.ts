@@ -1,22 +1,15 @@
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { getRequestListener } from "@hono/node-server";
-import { createLogger, systemClock } from "@sbx/edge";
+import { createLogger, loadConfigOrExit, systemClock } from "@sbx/edge";
 import { createRunnerd } from "./app.js";
-import { ConfigError, loadConfig } from "./config.js";
+import { loadConfig } from "./config.js";
 
 /** Replaced at build time with the package version. */
 declare const RUNNERD_VERSION: string;
 
 async function main(): Promise<void> {
-  let config: ReturnType<typeof loadConfig>;
-  try {
-    config = loadConfig(process.env);
-  } catch (error) {
-    if (!(error instanceof ConfigError)) throw error;
-    process.stderr.write(`runnerd: ${error.message}\n`);
-    process.exit(2);
-  }
+  const config = loadConfigOrExit("runnerd", () => loadConfig(process.env));
   const log = createLogger("runnerd", config.logLevel);
   const version = typeof RUNNERD_VERSION === "string" ? RUNNERD_VERSION : "dev";
   if (process.pid === 1) {

@@ -1,3 +1,4 @@
+import { ConfigError } from "@sbx/edge";
 import { describeEnvIssues, ImageRefSchema, ProfileNameSchema, SessionIdSchema } from "@sbx/protocol";
 import { z } from "zod";
 
@@ -211,10 +212,6 @@ export function usesPublishedSecrets(config: Config): boolean {
 
 export function isLoopback(host: string): boolean {
   return host === "localhost" || host === "::1" || /^127\.\d+\.\d+\.\d+$/.test(host);
-}
-
-export class ConfigError extends Error {
-  override name = "ConfigError";
 }
 
 /** Reads and validates the spawner's configuration; errors name the variable, never its value. */

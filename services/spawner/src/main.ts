@@ -1,23 +1,16 @@
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { getRequestListener } from "@hono/node-server";
-import { createLogger, systemClock } from "@sbx/edge";
+import { createLogger, loadConfigOrExit, systemClock } from "@sbx/edge";
 import { createSpawner } from "./app.js";
 import { DockerBackend } from "./backends/docker/docker-backend.js";
-import { ConfigError, loadConfig, usesPublishedSecrets } from "./config.js";
+import { loadConfig, usesPublishedSecrets } from "./config.js";
 
 /** Replaced at build time with the package version. */
 declare const SPAWNER_VERSION: string;
 
 async function main(): Promise<void> {
-  let config: ReturnType<typeof loadConfig>;
-  try {
-    config = loadConfig(process.env);
-  } catch (error) {
-    if (!(error instanceof ConfigError)) throw error;
-    process.stderr.write(`spawner: ${error.message}\n`);
-    process.exit(2);
-  }
+  const config = loadConfigOrExit("spawner", () => loadConfig(process.env));
   const log = createLogger("spawner", config.logLevel);
   const version = typeof SPAWNER_VERSION === "string" ? SPAWNER_VERSION : "dev";
   if (usesPublishedSecrets(config)) {
