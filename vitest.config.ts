@@ -1,6 +1,9 @@
 import { defineConfig } from "vitest/config";
 
 export default defineConfig({
+  // Workspace packages are tested from their TypeScript sources, not their builds.
+  resolve: { conditions: ["development"] },
+  ssr: { resolve: { conditions: ["development"] } },
   test: {
     projects: [
       {
@@ -12,7 +15,7 @@ export default defineConfig({
       {
         test: {
           name: "docker",
-          include: ["tests/spawner/**/*.test.ts", "tests/compose/**/*.test.ts"],
+          include: ["tests/spawner/**/*.test.ts", "tests/client/**/*.test.ts", "tests/compose/**/*.test.ts"],
           testTimeout: 120_000,
           hookTimeout: 120_000,
         },

@@ -16,6 +16,8 @@ export async function bundleService(serviceDir, name, versionConstant, build) {
     outfile: `dist/${name}.mjs`,
     bundle: true,
     platform: "node",
+    // Workspace packages are bundled from their TypeScript sources.
+    conditions: ["development"],
     target: "node22",
     format: "esm",
     minify: true,

@@ -21,6 +21,7 @@ await build({
   outfile,
   bundle: true,
   platform: "node",
+  conditions: ["development"],
   target: "node22",
   format: "esm",
   // Workspace packages are bundled; npm packages load from tests/node_modules.

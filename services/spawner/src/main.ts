@@ -34,9 +34,29 @@ async function main(): Promise<void> {
     },
     log,
   );
-  await backend.init();
   const spawner = createSpawner({ config, backend, version, clock: systemClock, log });
-  const adopted = await spawner.sessions.adopt();
+  // Without its backend the spawner still starts, reports /readyz 503 and answers 503
+  // BACKEND_UNAVAILABLE, and keeps trying: an engine restart must not need a spawner restart.
+  const connect = async (): Promise<number> => {
+    await backend.init();
+    return spawner.sessions.adopt();
+  };
+  let adopted = 0;
+  try {
+    adopted = await connect();
+  } catch (error) {
+    log.error({ err: error }, "backend unavailable at start; retrying every 5 s");
+    const retry = setInterval(() => {
+      connect().then(
+        (count) => {
+          clearInterval(retry);
+          log.info({ adopted: count }, "backend available");
+        },
+        (again: unknown) => log.warn({ err: again }, "backend still unavailable"),
+      );
+    }, 5000);
+    retry.unref();
+  }
 
   // Periodic work never overlaps itself: the next run is scheduled when this one ends.
   const every = (ms: number, what: string, work: () => Promise<unknown>) => {

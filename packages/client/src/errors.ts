@@ -1,0 +1,157 @@
+import { ErrorEnvelopeSchema } from "@sbx/protocol";
+
+/**
+ * Every failure the SDK reports: the envelope's `code`, the HTTP `status`
+ * and its `details`. Subclasses let callers catch what they can act on
+ * (`instanceof SessionNotFoundError`, `CapacityError.retryAfterMs`, ...).
+ */
+export class SandboxError extends Error {
+  override name = "SandboxError";
+  constructor(
+    message: string,
+    readonly code: string,
+    /** HTTP status; 0 when no response arrived. */
+    readonly status: number,
+    readonly details?: unknown,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+/** The signature was refused (missing, wrong key, skew, replayed nonce, tampered body). */
+export class UnauthorizedError extends SandboxError {
+  override name = "UnauthorizedError";
+}
+/** The request itself is wrong; `details.issues` lists the fields. */
+export class ValidationError extends SandboxError {
+  override name = "ValidationError";
+}
+/** Not allowed: an image off the allow-list, a path outside the workspace. */
+export class ForbiddenError extends SandboxError {
+  override name = "ForbiddenError";
+}
+export class NotFoundError extends SandboxError {
+  override name = "NotFoundError";
+}
+export class SessionNotFoundError extends NotFoundError {
+  override name = "SessionNotFoundError";
+}
+export class ExecNotFoundError extends NotFoundError {
+  override name = "ExecNotFoundError";
+}
+export class FileNotFoundError extends NotFoundError {
+  override name = "FileNotFoundError";
+}
+/** The request conflicts with the current state (exists, running, not empty, ...). */
+export class ConflictError extends SandboxError {
+  override name = "ConflictError";
+}
+/** The same session id exists with another spec. */
+export class SessionConflictError extends ConflictError {
+  override name = "SessionConflictError";
+}
+/** The session is starting or has stopped; retry after `retryAfterMs` if it is starting. */
+export class SessionNotReadyError extends ConflictError {
+  override name = "SessionNotReadyError";
+  constructor(
+    message: string,
+    code: string,
+    status: number,
+    details: unknown,
+    readonly retryAfterMs: number | undefined,
+  ) {
+    super(message, code, status, details);
+  }
+}
+export class PayloadTooLargeError extends SandboxError {
+  override name = "PayloadTooLargeError";
+}
+/** Too many sessions (global or per org) or execs; try again after `retryAfterMs`. */
+export class CapacityError extends SandboxError {
+  override name = "CapacityError";
+  constructor(
+    message: string,
+    code: string,
+    status: number,
+    details: unknown,
+    readonly retryAfterMs: number | undefined,
+  ) {
+    super(message, code, status, details);
+  }
+}
+/** Something behind the spawner failed: runnerd unreachable, image unavailable, a fetch. */
+export class UpstreamError extends SandboxError {
+  override name = "UpstreamError";
+}
+export class RunnerdUnreachableError extends UpstreamError {
+  override name = "RunnerdUnreachableError";
+}
+/** The spawner's backend (Docker, Kubernetes) cannot be reached. */
+export class BackendUnavailableError extends SandboxError {
+  override name = "BackendUnavailableError";
+}
+/** A new session's runnerd did not answer within the create deadline. */
+export class SessionStartTimeoutError extends SandboxError {
+  override name = "SessionStartTimeoutError";
+}
+/** No HTTP response at all: the spawner is unreachable, or the connection broke. */
+export class ConnectionError extends SandboxError {
+  override name = "ConnectionError";
+}
+
+type Plain = new (message: string, code: string, status: number, details: unknown) => SandboxError;
+
+const BY_CODE: Record<string, Plain> = {
+  SESSION_NOT_FOUND: SessionNotFoundError,
+  EXEC_NOT_FOUND: ExecNotFoundError,
+  FILE_NOT_FOUND: FileNotFoundError,
+  SESSION_CONFLICT: SessionConflictError,
+  RUNNERD_UNREACHABLE: RunnerdUnreachableError,
+  BACKEND_UNAVAILABLE: BackendUnavailableError,
+  RUNNERD_NOT_READY: SessionStartTimeoutError,
+};
+
+const BY_STATUS: Record<number, Plain> = {
+  400: ValidationError,
+  401: UnauthorizedError,
+  403: ForbiddenError,
+  404: NotFoundError,
+  409: ConflictError,
+  413: PayloadTooLargeError,
+  502: UpstreamError,
+  503: BackendUnavailableError,
+  504: SessionStartTimeoutError,
+};
+
+/** The typed error for an error response (envelope or not). */
+export async function errorFromResponse(response: Response): Promise<SandboxError> {
+  const text = await response.text().catch(() => "");
+  let code = `HTTP_${response.status}`;
+  let message = text.trim() === "" ? `HTTP ${response.status}` : text.trim().slice(0, 500);
+  let details: unknown;
+  try {
+    const envelope = ErrorEnvelopeSchema.safeParse(JSON.parse(text));
+    if (envelope.success) {
+      code = envelope.data.error.code;
+      message = envelope.data.error.message;
+      details = envelope.data.error.details;
+    }
+  } catch {
+    // Not JSON (a proxy's error page): keep the status and the text.
+  }
+  const retryAfterMs = parseRetryAfter(response.headers.get("retry-after"));
+  if (response.status === 429) return new CapacityError(message, code, 429, details, retryAfterMs);
+  if (code === "SESSION_NOT_READY")
+    return new SessionNotReadyError(message, code, response.status, details, retryAfterMs);
+  const Type = BY_CODE[code] ?? BY_STATUS[response.status] ?? SandboxError;
+  return new Type(message, code, response.status, details);
+}
+
+function parseRetryAfter(value: string | null): number | undefined {
+  if (value === null) return undefined;
+  const seconds = Number(value);
+  if (Number.isFinite(seconds)) return seconds * 1000;
+  const date = Date.parse(value);
+  return Number.isFinite(date) ? Math.max(0, date - Date.now()) : undefined;
+}
