@@ -1,6 +1,6 @@
 import { ErrorEnvelopeSchema, SessionResponseSchema } from "@sbx/protocol";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { docker, dockerUnavailable, leftovers, removeDeployment } from "../support/docker.js";
+import { buildImage, docker, dockerUnavailable, leftovers, removeDeployment } from "../support/docker.js";
 import { type SpawnerHandle, startSpawner } from "../support/spawner.js";
 
 const skip = await dockerUnavailable();
@@ -144,16 +144,3 @@ describe.skipIf(skip !== undefined)("failed creates leave nothing behind", () =>
     expect((await spawner.request("DELETE", "/v1/sessions/cut")).status).toBe(204);
   });
 });
-
-async function buildImage(tag: string, dockerfile: string): Promise<void> {
-  const { spawn } = await import("node:child_process");
-  await new Promise<void>((resolve, reject) => {
-    const child = spawn("docker", ["build", "-q", "-t", tag, "-"], { stdio: ["pipe", "ignore", "pipe"] });
-    let stderr = "";
-    child.stderr.on("data", (chunk: Buffer) => {
-      stderr += chunk.toString();
-    });
-    child.on("exit", (code) => (code === 0 ? resolve() : reject(new Error(`docker build ${tag} failed: ${stderr}`))));
-    child.stdin.end(dockerfile);
-  });
-}

@@ -1,4 +1,4 @@
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { promisify } from "node:util";
 import { LABELS } from "@sbx/protocol";
 
@@ -77,4 +77,17 @@ export interface DockerInspect {
   };
   Mounts: Array<{ Type: string; Name?: string; Destination: string }>;
   State: { Running: boolean; Status: string };
+}
+
+/** Builds a small test image from a Dockerfile given as text (no build context). */
+export async function buildImage(tag: string, dockerfile: string): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    const child = spawn("docker", ["build", "-q", "-t", tag, "-"], { stdio: ["pipe", "ignore", "pipe"] });
+    let stderr = "";
+    child.stderr.on("data", (chunk: Buffer) => {
+      stderr += chunk.toString();
+    });
+    child.on("exit", (code) => (code === 0 ? resolve() : reject(new Error(`docker build ${tag} failed: ${stderr}`))));
+    child.stdin.end(dockerfile);
+  });
 }
