@@ -44,6 +44,10 @@ function overview(): string {
 }
 
 async function main(argv: string[]): Promise<number> {
+  const major = Number(process.versions.node.split(".")[0]);
+  if (!("Bun" in globalThis) && major < 22) {
+    throw new UsageError(`sbx needs Node 22 or newer (this is ${process.version})`);
+  }
   // Everything after the command name belongs to it; `--` ends option parsing (for exec).
   const index = argv.findIndex((arg) => !arg.startsWith("-") && !isGlobalValue(argv, arg));
   const globals = parseArgs({ args: index < 0 ? argv : argv.slice(0, index), options: GLOBAL_OPTIONS, strict: true });
