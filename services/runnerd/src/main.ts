@@ -1,7 +1,6 @@
 import { createServer } from "node:http";
-import type { AddressInfo } from "node:net";
 import { getRequestListener } from "@hono/node-server";
-import { createLogger, loadConfigOrExit, systemClock } from "@sbx/edge";
+import { createLogger, listen, loadConfigOrExit, systemClock } from "@sbx/edge";
 import { createRunnerd } from "./app.js";
 import { loadConfig } from "./config.js";
 
@@ -21,10 +20,7 @@ async function main(): Promise<void> {
     { requestTimeout: 0, keepAliveTimeout: 65_000 },
     getRequestListener(runnerd.app.fetch),
   );
-  server.listen(config.port, config.host, () => {
-    const address = server.address() as AddressInfo;
-    log.info({ host: config.host, port: address.port, version, pid: process.pid, root: config.root }, "listening");
-  });
+  listen(server, config.host, config.port, log, { version, pid: process.pid, root: config.root });
 
   let stopping = false;
   const shutdown = async (signal: NodeJS.Signals) => {

@@ -1,7 +1,6 @@
 import { createServer } from "node:http";
-import type { AddressInfo } from "node:net";
 import { getRequestListener } from "@hono/node-server";
-import { createLogger, loadConfigOrExit, systemClock } from "@sbx/edge";
+import { createLogger, listen, loadConfigOrExit, systemClock } from "@sbx/edge";
 import { createSpawner } from "./app.js";
 import { DockerBackend } from "./backends/docker/docker-backend.js";
 import { loadConfig, usesPublishedSecrets } from "./config.js";
@@ -81,20 +80,12 @@ async function main(): Promise<void> {
     { requestTimeout: 0, keepAliveTimeout: 65_000 },
     getRequestListener(spawner.app.fetch),
   );
-  server.listen(config.port, config.host, () => {
-    const address = server.address() as AddressInfo;
-    log.info(
-      {
-        host: config.host,
-        port: address.port,
-        version,
-        deployment: config.deployment,
-        backend: backend.kind,
-        access: config.docker.access,
-        adopted,
-      },
-      "listening",
-    );
+  listen(server, config.host, config.port, log, {
+    version,
+    deployment: config.deployment,
+    backend: backend.kind,
+    access: config.docker.access,
+    adopted,
   });
 
   const shutdown = (signal: NodeJS.Signals) => {

@@ -1,5 +1,12 @@
 import { formatBytes } from "./output.js";
 
+/** Where progress is drawn: stderr, or anything terminal-like. */
+export interface ProgressOutput {
+  isTTY?: boolean | undefined;
+  columns?: number | undefined;
+  write(text: string): unknown;
+}
+
 /**
  * A one-line progress display on stderr, only on a terminal and only for
  * transfers that take more than a moment; silent when piped.
@@ -13,7 +20,7 @@ export class Progress {
   constructor(
     private readonly label: string,
     private readonly total: number | undefined,
-    private readonly out: NodeJS.WriteStream = process.stderr,
+    private readonly out: ProgressOutput = process.stderr,
   ) {
     this.enabled = out.isTTY === true;
   }
