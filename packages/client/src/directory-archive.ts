@@ -1,8 +1,9 @@
-import { createReadStream, createWriteStream } from "node:fs";
-import { lstat, mkdir, readdir, readlink, realpath, symlink } from "node:fs/promises";
+import { createWriteStream } from "node:fs";
+import { mkdir, realpath, symlink } from "node:fs/promises";
 import path from "node:path";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
+import { packTree, tarBytes } from "@sbx/protocol";
 import * as tar from "tar-stream";
 
 export interface TransferProgress {
@@ -21,42 +22,17 @@ export function packDirectory(
   source: string,
   onProgress?: (progress: TransferProgress) => void,
 ): ReadableStream<Uint8Array> {
-  const packer = tar.pack();
   const progress: TransferProgress = { bytes: 0, entries: 0 };
-  const add = async (abs: string, name: string): Promise<void> => {
-    const info = await lstat(abs);
-    const header = { name, mode: info.mode & 0o7777, mtime: info.mtime };
-    if (info.isDirectory()) {
-      if (name !== "") packer.entry({ ...header, name: `${name}/`, type: "directory" });
-      for (const child of (await readdir(abs)).sort()) await add(path.join(abs, child), path.posix.join(name, child));
-    } else if (info.isSymbolicLink()) {
-      packer.entry({ ...header, type: "symlink", linkname: await readlink(abs) });
-    } else if (info.isFile()) {
-      await new Promise<void>((resolve, reject) => {
-        const entry = packer.entry({ ...header, type: "file", size: info.size }, (error) =>
-          error ? reject(error) : resolve(),
-        );
-        const file = createReadStream(abs);
-        file.on("data", (chunk) => {
-          progress.bytes += chunk.length;
-          onProgress?.(progress);
-        });
-        pipeline(file, entry).catch(reject);
-      });
-    } else {
-      return;
-    }
-    progress.entries++;
-    onProgress?.(progress);
-  };
-  void (async () => {
-    const top = await lstat(source);
-    await (top.isDirectory() ? add(source, "") : add(source, path.basename(source)));
-  })().then(
-    () => packer.finalize(),
-    (error: unknown) => packer.destroy(error instanceof Error ? error : new Error(String(error))),
-  );
-  return ReadableStream.from(bytesOf(packer));
+  return packTree(source, {
+    onBytes: (bytes) => {
+      progress.bytes += bytes;
+      onProgress?.(progress);
+    },
+    onEntry: () => {
+      progress.entries++;
+      onProgress?.(progress);
+    },
+  });
 }
 
 /**
@@ -101,7 +77,7 @@ export async function unpackDirectory(
       case "file":
       case "contiguous-file": {
         const out = createWriteStream(target, { mode: (header.mode ?? 0o644) & 0o777 });
-        const counted = Readable.from(bytesOf(entry)).on("data", (chunk: Buffer) => {
+        const counted = Readable.from(tarBytes(entry)).on("data", (chunk: Buffer) => {
           progress.bytes += chunk.length;
           onProgress?.(progress);
         });
@@ -129,12 +105,4 @@ export async function unpackDirectory(
   }
   await feeding;
   return progress;
-}
-
-/** tar-stream's streams yield untyped chunks; they are always bytes, which this checks. */
-async function* bytesOf(source: AsyncIterable<unknown>): AsyncGenerator<Uint8Array> {
-  for await (const chunk of source) {
-    if (!(chunk instanceof Uint8Array)) throw new TypeError("tar stream produced a non-byte chunk");
-    yield chunk;
-  }
 }

@@ -7,15 +7,19 @@ import { ErrorEnvelopeSchema } from "@sbx/protocol";
  */
 export class SandboxError extends Error {
   override name = "SandboxError";
+  /** From Retry-After, when the server said when to try again (capacity, a session still starting). */
+  readonly retryAfterMs: number | undefined;
+
   constructor(
     message: string,
     readonly code: string,
     /** HTTP status; 0 when no response arrived. */
     readonly status: number,
     readonly details?: unknown,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; retryAfterMs?: number | undefined },
   ) {
     super(message, options);
+    this.retryAfterMs = options?.retryAfterMs;
   }
 }
 
@@ -54,15 +58,6 @@ export class SessionConflictError extends ConflictError {
 /** The session is starting or has stopped; retry after `retryAfterMs` if it is starting. */
 export class SessionNotReadyError extends ConflictError {
   override name = "SessionNotReadyError";
-  constructor(
-    message: string,
-    code: string,
-    status: number,
-    details: unknown,
-    readonly retryAfterMs: number | undefined,
-  ) {
-    super(message, code, status, details);
-  }
 }
 export class PayloadTooLargeError extends SandboxError {
   override name = "PayloadTooLargeError";
@@ -70,15 +65,6 @@ export class PayloadTooLargeError extends SandboxError {
 /** Too many sessions (global or per org) or execs; try again after `retryAfterMs`. */
 export class CapacityError extends SandboxError {
   override name = "CapacityError";
-  constructor(
-    message: string,
-    code: string,
-    status: number,
-    details: unknown,
-    readonly retryAfterMs: number | undefined,
-  ) {
-    super(message, code, status, details);
-  }
 }
 /** Something behind the spawner failed: runnerd unreachable, image unavailable, a fetch. */
 export class UpstreamError extends SandboxError {
@@ -100,9 +86,16 @@ export class ConnectionError extends SandboxError {
   override name = "ConnectionError";
 }
 
-type Plain = new (message: string, code: string, status: number, details: unknown) => SandboxError;
+type Plain = new (
+  message: string,
+  code: string,
+  status: number,
+  details: unknown,
+  options?: { retryAfterMs?: number | undefined },
+) => SandboxError;
 
 const BY_CODE: Record<string, Plain> = {
+  SESSION_NOT_READY: SessionNotReadyError,
   SESSION_NOT_FOUND: SessionNotFoundError,
   EXEC_NOT_FOUND: ExecNotFoundError,
   FILE_NOT_FOUND: FileNotFoundError,
@@ -119,6 +112,7 @@ const BY_STATUS: Record<number, Plain> = {
   404: NotFoundError,
   409: ConflictError,
   413: PayloadTooLargeError,
+  429: CapacityError,
   502: UpstreamError,
   503: BackendUnavailableError,
   504: SessionStartTimeoutError,
@@ -141,11 +135,8 @@ export async function errorFromResponse(response: Response): Promise<SandboxErro
     // Not JSON (a proxy's error page): keep the status and the text.
   }
   const retryAfterMs = parseRetryAfter(response.headers.get("retry-after"));
-  if (response.status === 429) return new CapacityError(message, code, 429, details, retryAfterMs);
-  if (code === "SESSION_NOT_READY")
-    return new SessionNotReadyError(message, code, response.status, details, retryAfterMs);
   const Type = BY_CODE[code] ?? BY_STATUS[response.status] ?? SandboxError;
-  return new Type(message, code, response.status, details);
+  return new Type(message, code, response.status, details, { retryAfterMs });
 }
 
 function parseRetryAfter(value: string | null): number | undefined {

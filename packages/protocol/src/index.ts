@@ -8,3 +8,4 @@ export * from "./output-frames.js";
 export * from "./primitives.js";
 export * from "./runnerd.js";
 export * from "./spawner.js";
+export * from "./tar-tree.js";

@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { constants, createReadStream } from "node:fs";
+import { constants } from "node:fs";
 import {
   chmod,
   link,
@@ -20,7 +20,7 @@ import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { createGunzip } from "node:zlib";
 import type { Logger } from "@sbx/edge";
-import { ApiError } from "@sbx/protocol";
+import { ApiError, packTree, tarBytes } from "@sbx/protocol";
 import * as tar from "tar-stream";
 import { isErrno } from "../exec/process-tree.js";
 import { onPath } from "./fs-errors.js";
@@ -49,34 +49,10 @@ export class ArchiveService {
    */
   async pack(input: string): Promise<ReadableStream<Uint8Array>> {
     const p = await this.root.existing(input, { follow: true });
-    const top = await onPath(p.rel, () => lstat(p.abs));
-    const packer = tar.pack();
-    const add = async (abs: string, name: string): Promise<void> => {
-      const info = await lstat(abs);
-      const header = { name, mode: info.mode & 0o7777, mtime: info.mtime };
-      if (info.isDirectory()) {
-        if (name !== "") packer.entry({ ...header, name: `${name}/`, type: "directory" });
-        for (const child of (await readdir(abs)).sort()) await add(path.join(abs, child), path.posix.join(name, child));
-      } else if (info.isSymbolicLink()) {
-        packer.entry({ ...header, type: "symlink", linkname: await readlink(abs) });
-      } else if (info.isFile()) {
-        await new Promise<void>((resolve, reject) => {
-          const entry = packer.entry({ ...header, type: "file", size: info.size }, (error) =>
-            error ? reject(error) : resolve(),
-          );
-          pipeline(createReadStream(abs), entry).catch(reject);
-        });
-      }
-    };
-    const start = top.isDirectory() ? add(p.abs, "") : add(p.abs, path.basename(p.abs));
-    start.then(
-      () => packer.finalize(),
-      (error: unknown) => {
-        this.log.warn({ path: p.rel, err: error }, "archive stream failed");
-        packer.destroy(error instanceof Error ? error : new Error(String(error)));
-      },
-    );
-    return ReadableStream.from(bytesOf(packer));
+    await onPath(p.rel, () => lstat(p.abs));
+    return packTree(p.abs, {
+      onError: (error) => this.log.warn({ path: p.rel, err: error }, "archive stream failed"),
+    });
   }
 
   /**
@@ -159,7 +135,7 @@ export class ArchiveService {
               mode,
             );
             try {
-              for await (const chunk of bytesOf(entry)) {
+              for await (const chunk of tarBytes(entry)) {
                 bytes += chunk.length;
                 if (bytes > this.maxBytes) {
                   throw new ApiError("FILE_TOO_LARGE", `archive content exceeds the limit of ${this.maxBytes} bytes`);
@@ -327,12 +303,4 @@ async function sniffGzip(body: AsyncIterable<Uint8Array>): Promise<{ source: Rea
   }
   const head = first.done ? undefined : first.value;
   return { source: Readable.from(replay(), { objectMode: false }), gzipped: head?.[0] === 0x1f && head[1] === 0x8b };
-}
-
-/** tar-stream's streams yield untyped chunks; they are always bytes, which this checks. */
-async function* bytesOf(source: AsyncIterable<unknown>): AsyncGenerator<Uint8Array> {
-  for await (const chunk of source) {
-    if (!(chunk instanceof Uint8Array)) throw new TypeError("tar stream produced a non-byte chunk");
-    yield chunk;
-  }
 }
