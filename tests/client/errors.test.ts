@@ -19,14 +19,17 @@ import {
   ValidationError,
 } from "@sbx/client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { buildImage, docker, dockerUnavailable, removeDeployment } from "../support/docker.js";
+import {
+  buildMisbehavingImage,
+  docker,
+  dockerUnavailable,
+  MISSING_IMAGE,
+  removeDeployment,
+} from "../support/docker.js";
 import { type SpawnerHandle, startSpawner } from "../support/spawner.js";
 
 const skip = await dockerUnavailable();
 if (skip) console.warn(`SKIPPING SDK error tests: ${skip}`);
-
-const SILENT_IMAGE = "sbx-test-silent:latest";
-const MISSING_IMAGE = "sbx-test-missing:latest";
 
 /** Awaits `promise`, expecting it to fail with an instance of `type` and this code. */
 async function expectError<T extends SandboxError>(
@@ -47,9 +50,10 @@ async function expectError<T extends SandboxError>(
 describe.skipIf(skip !== undefined)("typed SDK errors, one per error code", () => {
   let spawner: SpawnerHandle;
   let client: SandboxClient;
+  let SILENT_IMAGE: string;
 
   beforeAll(async () => {
-    await buildImage(SILENT_IMAGE, 'FROM node:24-bookworm-slim\nENTRYPOINT ["sleep", "infinity"]\n');
+    SILENT_IMAGE = await buildMisbehavingImage("silent");
     spawner = await startSpawner({
       env: {
         SPAWNER_MAX_SESSIONS: "2",
@@ -64,7 +68,7 @@ describe.skipIf(skip !== undefined)("typed SDK errors, one per error code", () =
   afterAll(async () => {
     await spawner?.stop();
     if (spawner) await removeDeployment(spawner.deployment);
-    await docker("rmi", "-f", SILENT_IMAGE).catch(() => "");
+    if (SILENT_IMAGE) await docker("rmi", "-f", SILENT_IMAGE).catch(() => "");
   });
 
   it("UnauthorizedError for a wrong secret", async () => {

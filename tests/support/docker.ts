@@ -1,4 +1,5 @@
 import { execFile, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { promisify } from "node:util";
 import { LABELS } from "@sbx/protocol";
 
@@ -79,8 +80,24 @@ export interface DockerInspect {
   State: { Running: boolean; Status: string };
 }
 
-/** Builds a small test image from a Dockerfile given as text (no build context). */
-export async function buildImage(tag: string, dockerfile: string): Promise<void> {
+/** A tag no image has, for the "image cannot be had" paths. */
+export const MISSING_IMAGE = "sbx-test-missing:latest";
+
+/** Entrypoints of the small images the failure tests create sessions from. */
+const MISBEHAVING = {
+  /** Runs, but never answers on runnerd's port. */
+  silent: ["sleep", "infinity"],
+  /** Stops at once. */
+  quitting: ["false"],
+} as const;
+
+/**
+ * Builds a small image that misbehaves as `kind` says and returns its tag. Each call gets its own
+ * tag, so test files running in parallel never remove an image another file is about to use.
+ */
+export async function buildMisbehavingImage(kind: keyof typeof MISBEHAVING): Promise<string> {
+  const tag = `sbx-test-${kind}:${randomBytes(4).toString("hex")}`;
+  const dockerfile = `FROM node:24-bookworm-slim\nENTRYPOINT ${JSON.stringify(MISBEHAVING[kind])}\n`;
   await new Promise<void>((resolve, reject) => {
     const child = spawn("docker", ["build", "-q", "-t", tag, "-"], { stdio: ["pipe", "ignore", "pipe"] });
     let stderr = "";
@@ -90,4 +107,5 @@ export async function buildImage(tag: string, dockerfile: string): Promise<void>
     child.on("exit", (code) => (code === 0 ? resolve() : reject(new Error(`docker build ${tag} failed: ${stderr}`))));
     child.stdin.end(dockerfile);
   });
+  return tag;
 }

@@ -1,4 +1,3 @@
-import { ApiError } from "@sbx/protocol";
 import { describe, expect, it } from "vitest";
 import { loadConfig } from "../config.js";
 import { labelsOf, recordFromLabels } from "./session-record.js";
@@ -11,16 +10,6 @@ const config = loadConfig({
   SPAWNER_PROFILES: JSON.stringify({ big: { images: ["sbx-big:1"] } }),
 });
 const NOW = 1_800_000_000_000;
-
-function codeOf(fn: () => unknown): string | undefined {
-  try {
-    fn();
-  } catch (error) {
-    if (error instanceof ApiError) return error.code;
-    throw error;
-  }
-  return undefined;
-}
 
 describe("resolveSpec", () => {
   it("applies profile, image, resource and lifetime defaults", () => {
@@ -51,12 +40,22 @@ describe("resolveSpec", () => {
   });
 
   it("refuses what is off the allow-list or above the maxima", () => {
-    expect(codeOf(() => resolveSpec({ org: "a", image: "sbx-big:1" }, config, NOW))).toBe("IMAGE_NOT_ALLOWED");
-    expect(codeOf(() => resolveSpec({ org: "a", profile: "big" }, config, NOW))).toBeUndefined();
-    expect(codeOf(() => resolveSpec({ org: "a", profile: "gpu" }, config, NOW))).toBe("PROFILE_NOT_FOUND");
-    expect(codeOf(() => resolveSpec({ org: "a", resources: { cpus: 64 } }, config, NOW))).toBe("VALIDATION_FAILED");
-    expect(codeOf(() => resolveSpec({ org: "a", ttlMs: 48 * 3_600_000 }, config, NOW))).toBe("VALIDATION_FAILED");
-    expect(codeOf(() => resolveSpec({ org: "a", env: { SBX_EXEC: "x" } }, config, NOW))).toBe("VALIDATION_FAILED");
+    expect(() => resolveSpec({ org: "a", image: "sbx-big:1" }, config, NOW)).toThrow(
+      expect.objectContaining({ code: "IMAGE_NOT_ALLOWED" }),
+    );
+    expect(() => resolveSpec({ org: "a", profile: "big" }, config, NOW)).not.toThrow();
+    expect(() => resolveSpec({ org: "a", profile: "gpu" }, config, NOW)).toThrow(
+      expect.objectContaining({ code: "PROFILE_NOT_FOUND" }),
+    );
+    expect(() => resolveSpec({ org: "a", resources: { cpus: 64 } }, config, NOW)).toThrow(
+      expect.objectContaining({ code: "VALIDATION_FAILED" }),
+    );
+    expect(() => resolveSpec({ org: "a", ttlMs: 48 * 3_600_000 }, config, NOW)).toThrow(
+      expect.objectContaining({ code: "VALIDATION_FAILED" }),
+    );
+    expect(() => resolveSpec({ org: "a", env: { SBX_EXEC: "x" } }, config, NOW)).toThrow(
+      expect.objectContaining({ code: "VALIDATION_FAILED" }),
+    );
   });
 });
 
