@@ -19,17 +19,19 @@ describe.skipIf(skip !== undefined)("failed creates leave nothing behind", () =>
   let spawner: SpawnerHandle;
   let SILENT_IMAGE: string;
   let QUITTING_IMAGE: string;
+  let DYING_IMAGE: string;
 
   beforeAll(async () => {
     SILENT_IMAGE = await buildMisbehavingImage("silent");
     QUITTING_IMAGE = await buildMisbehavingImage("quitting");
+    DYING_IMAGE = await buildMisbehavingImage("dying");
     spawner = await startSpawner({
       env: {
         SPAWNER_CREATE_TIMEOUT_MS: String(CREATE_TIMEOUT_MS),
         SPAWNER_MAX_SESSIONS: "2",
         SPAWNER_MAX_SESSIONS_PER_ORG: "1",
         SPAWNER_PROFILES: JSON.stringify({
-          broken: { images: [SILENT_IMAGE, QUITTING_IMAGE, MISSING_IMAGE] },
+          broken: { images: [SILENT_IMAGE, QUITTING_IMAGE, DYING_IMAGE, MISSING_IMAGE] },
         }),
       },
     });
@@ -37,7 +39,7 @@ describe.skipIf(skip !== undefined)("failed creates leave nothing behind", () =>
   afterAll(async () => {
     await spawner?.stop();
     if (spawner) await removeDeployment(spawner.deployment);
-    for (const tag of [SILENT_IMAGE, QUITTING_IMAGE]) {
+    for (const tag of [SILENT_IMAGE, QUITTING_IMAGE, DYING_IMAGE]) {
       if (tag) await docker("rmi", "-f", tag).catch(() => "");
     }
   });
@@ -64,9 +66,12 @@ describe.skipIf(skip !== undefined)("failed creates leave nothing behind", () =>
     await expectNothingLeft();
   });
 
-  it("fails at once, not at the deadline, when the container stops by itself", async () => {
+  it.each([
+    ["at once", () => QUITTING_IMAGE],
+    ["a second after it started", () => DYING_IMAGE],
+  ])("fails before the deadline, not at it, when the container stops by itself %s", async (_when, image) => {
     const started = Date.now();
-    const result = await spawner.json("POST", "/v1/sessions", { org: "o1", profile: "broken", image: QUITTING_IMAGE });
+    const result = await spawner.json("POST", "/v1/sessions", { org: "o1", profile: "broken", image: image() });
     expect(result.status).toBe(504);
     expect(ErrorEnvelopeSchema.parse(result.body).error.message).toMatch(/stopped/);
     expect(Date.now() - started).toBeLessThan(CREATE_TIMEOUT_MS);

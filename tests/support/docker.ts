@@ -89,6 +89,8 @@ const MISBEHAVING = {
   silent: ["sleep", "infinity"],
   /** Stops at once. */
   quitting: ["false"],
+  /** Runs for a second, then stops: after it was seen running, before anything answers. */
+  dying: ["sh", "-c", "sleep 1; exit 3"],
 } as const;
 
 /**

@@ -19,6 +19,8 @@ import { checkLifetime, type ParsedCreateRequest, resolveSpec } from "./session-
 
 /** How long one control call to runnerd may take (status, lease, env). */
 const CONTROL_TIMEOUT_MS = 2000;
+/** While waiting for runnerd, how often to ask the backend whether the container still runs. */
+const CONTAINER_CHECK_INTERVAL_MS = 100;
 
 interface Known {
   record: SessionRecord;
@@ -304,13 +306,26 @@ export class SessionService {
     const client = this.client(known);
     if (!client) throw new ApiError("RUNNERD_NOT_READY", `session ${known.record.id} has no address`);
     let last: unknown;
+    let checkedAt = this.clock.now();
     while (this.clock.now() < deadline) {
       try {
         return await client.status(Math.max(100, Math.min(1000, deadline - this.clock.now())));
       } catch (error) {
         last = error;
-        await delay(15);
       }
+      // A container that stopped (or went away) will never answer: say so now, not at the deadline.
+      if (this.clock.now() - checkedAt >= CONTAINER_CHECK_INTERVAL_MS) {
+        checkedAt = this.clock.now();
+        const current = await this.backend.find(known.record.id);
+        if (current?.status !== "running" && current?.status !== "starting") {
+          throw new ApiError(
+            "RUNNERD_NOT_READY",
+            `the container of session ${known.record.id} ${current ? "stopped" : "was removed"} before runnerd answered`,
+            { cause: last },
+          );
+        }
+      }
+      await delay(15);
     }
     throw new ApiError(
       "RUNNERD_NOT_READY",
