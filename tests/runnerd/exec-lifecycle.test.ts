@@ -97,7 +97,11 @@ describe("hard timeout and cancel", () => {
 
   it("sends SIGKILL after the grace period to a process that ignores the signal", async () => {
     const execId = `stubborn-${Date.now()}`;
-    await untilStarted({ execId, argv: ["sh", "-c", "trap '' TERM; while :; do sleep 0.05; done"] });
+    // Cancel only once the trap is set: a SIGTERM before it would (rightly) end the shell at once.
+    await readEvents(
+      await start({ execId, argv: ["sh", "-c", "trap '' TERM; echo armed; while :; do sleep 0.05; done"] }),
+      (e) => e.type === "stdout",
+    );
     const started = Date.now();
     await runnerd.json("POST", `/v1/execs/${execId}/cancel`, { signal: "SIGTERM", graceMs: 300 });
     const { events } = await readEvents(await runnerd.request(`/v1/execs/${execId}/events`));

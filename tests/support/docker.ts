@@ -83,14 +83,31 @@ export interface DockerInspect {
 /** A tag no image has, for the "image cannot be had" paths. */
 export const MISSING_IMAGE = "sbx-test-missing:latest";
 
-/** Entrypoints of the small images the failure tests create sessions from. */
+/** Where the `oom` image waits for its cue, in the workspace. */
+export const OOM_TRIGGER_FILE = ".sbx-test-oom";
+
+/** Base images and entrypoints of the small images the failure tests create sessions from. */
 const MISBEHAVING = {
   /** Runs, but never answers on runnerd's port. */
-  silent: ["sleep", "infinity"],
+  silent: { from: "node:24-bookworm-slim", entrypoint: ["sleep", "infinity"] },
   /** Stops at once. */
-  quitting: ["false"],
+  quitting: { from: "node:24-bookworm-slim", entrypoint: ["false"] },
   /** Runs for a second, then stops: after it was seen running, before anything answers. */
-  dying: ["sh", "-c", "sleep 1; exit 3"],
+  dying: { from: "node:24-bookworm-slim", entrypoint: ["sh", "-c", "sleep 1; exit 3"] },
+  /**
+   * A working session until OOM_TRIGGER_FILE appears in its workspace; then its main process
+   * allocates until the kernel kills it for memory, and the container ends OOM-killed.
+   */
+  oom: {
+    from: RUNTIME_IMAGE,
+    entrypoint: [
+      "tini",
+      "--",
+      "sh",
+      "-c",
+      `node /opt/sbx/runnerd.mjs & while [ ! -e /workspace/${OOM_TRIGGER_FILE} ]; do sleep 0.1; done; exec node -e 'const a = []; for (;;) a.push(Buffer.alloc(1 << 20, 1))'`,
+    ],
+  },
 } as const;
 
 /**
@@ -99,7 +116,8 @@ const MISBEHAVING = {
  */
 export async function buildMisbehavingImage(kind: keyof typeof MISBEHAVING): Promise<string> {
   const tag = `sbx-test-${kind}:${randomBytes(4).toString("hex")}`;
-  const dockerfile = `FROM node:24-bookworm-slim\nENTRYPOINT ${JSON.stringify(MISBEHAVING[kind])}\n`;
+  const { from, entrypoint } = MISBEHAVING[kind];
+  const dockerfile = `FROM ${from}\nENTRYPOINT ${JSON.stringify(entrypoint)}\n`;
   await new Promise<void>((resolve, reject) => {
     const child = spawn("docker", ["build", "-q", "-t", tag, "-"], { stdio: ["pipe", "ignore", "pipe"] });
     let stderr = "";

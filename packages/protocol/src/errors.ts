@@ -39,6 +39,10 @@ export const ERROR_STATUS = {
   NOT_A_DIRECTORY: 409,
   IS_A_DIRECTORY: 409,
   DIRECTORY_NOT_EMPTY: 409,
+  /** The session's container or Pod died (OOM-killed, exited, removed out of band): see `details.reason`. */
+  SESSION_FAILED: 410,
+  /** The session is being deleted. */
+  SESSION_TERMINATING: 410,
   PAYLOAD_TOO_LARGE: 413,
   FILE_TOO_LARGE: 413,
   UNSUPPORTED_MEDIA_TYPE: 415,
@@ -50,6 +54,8 @@ export const ERROR_STATUS = {
   FETCH_FAILED: 502,
   RUNNERD_UNREACHABLE: 502,
   IMAGE_UNAVAILABLE: 502,
+  /** A new session's container or Pod failed before runnerd answered: see `details.reason`. */
+  SESSION_START_FAILED: 502,
   BACKEND_UNAVAILABLE: 503,
   RUNNERD_NOT_READY: 504,
   SHUTTING_DOWN: 503,

@@ -1,7 +1,15 @@
 /**
- * Keys under which a session's truth is stored on its backend object (Docker
- * container labels; Kubernetes labels and annotations). Any spawner replica
- * can rebuild a session from these alone.
+ * Keys under which a session's truth is stored on its backend objects, in
+ * two layers that both platforms can hold:
+ *
+ * - LABELS select: short values (at most 63 of `[A-Za-z0-9._-]`, starting and
+ *   ending with a letter or digit) that a Kubernetes label selector or a
+ *   Docker label filter can match.
+ * - ANNOTATIONS carry everything else (digests, image references, owners,
+ *   lifetimes, the caller's labels), of any length and alphabet.
+ *
+ * Kubernetes keeps them as labels and annotations; Docker keeps both as
+ * container labels. Any spawner replica can rebuild a session from them alone.
  */
 export const LABELS = {
   /** Present on every object sbx creates. */
@@ -10,6 +18,9 @@ export const LABELS = {
   deployment: "sbx.dev/deployment",
   sessionId: "sbx.dev/session-id",
   org: "sbx.dev/org",
+} as const;
+
+export const ANNOTATIONS = {
   owner: "sbx.dev/owner",
   profile: "sbx.dev/profile",
   image: "sbx.dev/image",
@@ -21,6 +32,13 @@ export const LABELS = {
   pids: "sbx.dev/pids",
   /** Keyed HMAC of the create request, to tell an idempotent repeat from a conflicting one. */
   specDigest: "sbx.dev/spec-digest",
-  /** Prefix of the caller's own labels. */
+  /** Prefix of the caller's own labels (`sbx.label/<key>`). */
   userPrefix: "sbx.label/",
 } as const;
+
+/** The alphabet and length a selector label value may have on every backend. */
+export const LABEL_VALUE_PATTERN = /^([A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?)?$/;
+
+export function isLabelValue(value: string): boolean {
+  return LABEL_VALUE_PATTERN.test(value);
+}

@@ -53,8 +53,42 @@ export const CreateSessionRequestSchema = z.strictObject({
 });
 export type CreateSessionRequest = z.input<typeof CreateSessionRequestSchema>;
 
-export const SessionStateSchema = z.enum(["starting", "ready", "stopping", "exited"]);
+/**
+ * `starting` until runnerd answers; `ready`; `terminating` while it is being
+ * deleted; `failed` when its container or Pod died (see `reason`). A failed
+ * session answers every call with 410 SESSION_FAILED until the sweeper
+ * removes it.
+ */
+export const SessionStateSchema = z.enum(["starting", "ready", "terminating", "failed"]);
 export type SessionState = z.infer<typeof SessionStateSchema>;
+
+/** Why a session (or a create) failed, as its backend saw it. */
+export const FailureCodeSchema = z.enum([
+  /** The kernel killed the session's runnerd (or its init) for exceeding the memory limit. */
+  "oom-killed",
+  /** The container or Pod exited by itself; `exitCode` says how. */
+  "exited",
+  /** The image is missing and cannot be pulled. */
+  "image-unavailable",
+  /** Its container or Pod was removed by someone other than the spawner. */
+  "removed",
+  /** Kubernetes evicted the Pod (node pressure). */
+  "evicted",
+  /** Kubernetes could not place the Pod on any node. */
+  "unschedulable",
+  /** Any other reason the platform gave; the message says which. */
+  "other",
+]);
+export type FailureCode = z.infer<typeof FailureCodeSchema>;
+
+export const FailureReasonSchema = z.object({
+  code: FailureCodeSchema,
+  message: z.string(),
+  exitCode: z.int().optional(),
+  /** When the failure happened (epoch ms), or when it was first seen. */
+  at: z.number().nullable(),
+});
+export type FailureReason = z.infer<typeof FailureReasonSchema>;
 
 export const SessionSchema = z.object({
   id: SessionIdSchema,
@@ -63,6 +97,8 @@ export const SessionSchema = z.object({
   profile: z.string(),
   image: z.string(),
   state: SessionStateSchema,
+  /** Set when `state` is `failed`. */
+  reason: FailureReasonSchema.nullable(),
   createdAt: z.number(),
   expiresAt: z.number(),
   idleTimeoutMs: z.number(),

@@ -1,22 +1,26 @@
+import { OpenAPIHono } from "@hono/zod-openapi";
 import { type Clock, errorResponse, type Logger } from "@sbx/edge";
 import { ApiError } from "@sbx/protocol";
-import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { RequestVerifier } from "./auth/request-verifier.js";
 import { isStreamingUpload, type SpawnerEnv, signatureAuth } from "./auth/signature-auth.js";
 import type { SessionBackend } from "./backends/backend.js";
 import type { Config } from "./config.js";
 import { Metrics } from "./metrics.js";
-import { openApiDocument } from "./openapi.js";
 import { RunnerdProxy } from "./proxy/runnerd-proxy.js";
-import { healthRoutes } from "./routes/health.js";
+import { healthRoutes, PUBLIC_PATHS } from "./routes/health.js";
 import { sessionProxyRoutes } from "./routes/session-proxy.js";
 import { sessionRoutes } from "./routes/sessions.js";
+import { apiErrorOf } from "./sessions/backend-error-map.js";
+import { SessionRegistry } from "./sessions/session-registry.js";
 import { SessionService } from "./sessions/session-service.js";
+import { Sweeper } from "./sessions/sweeper.js";
 
 export interface Spawner {
-  app: Hono<SpawnerEnv>;
+  app: OpenAPIHono<SpawnerEnv>;
   sessions: SessionService;
+  registry: SessionRegistry;
+  sweeper: Sweeper;
   proxy: RunnerdProxy;
   metrics: Metrics;
 }
@@ -29,20 +33,27 @@ export interface SpawnerDeps {
   log: Logger;
 }
 
-/** Wires the spawner's services and HTTP routes; the caller owns the socket and the timers. */
+/** Wires the spawner's services and HTTP routes; the caller owns the socket, the timers and the change feed. */
 export function createSpawner(deps: SpawnerDeps): Spawner {
-  const { config, backend, log } = deps;
+  const { config, backend, clock, log } = deps;
+  const registry = new SessionRegistry(backend, clock, log);
   let sessions: SessionService | undefined;
   const metrics = new Metrics(() => sessions?.countsByState() ?? {});
-  sessions = new SessionService(config, backend, deps.clock, log, metrics);
-  const proxy = new RunnerdProxy();
+  sessions = new SessionService(config, backend, registry, clock, log, metrics);
+  const sweeper = new Sweeper(config, backend, registry, sessions, clock, log, metrics);
+  const proxy = new RunnerdProxy(config.runnerdConnectTimeoutMs);
+  // A session that died or went away ends its live streams at once, instead of leaving them
+  // to hang on an address that will never answer.
+  registry.onLoss((id, why) => {
+    const ended = proxy.cut(id);
+    if (ended > 0) log.info({ sessionId: id, why, ended }, "ended the streams of a lost session");
+  });
 
-  const app = new Hono<SpawnerEnv>();
-  app.onError((error, c) => errorResponse(c, error, log, "spawner"));
+  const app = new OpenAPIHono<SpawnerEnv>();
+  app.onError((error, c) => errorResponse(c, apiErrorOf(error, undefined, "other"), log, "spawner"));
   app.notFound((c) =>
     errorResponse(c, new ApiError("NOT_FOUND", `no route ${c.req.method} ${c.req.path}`), log, "spawner"),
   );
-  app.route("/", healthRoutes(backend, metrics));
 
   const limit = bodyLimit({
     maxSize: config.maxJsonBytes,
@@ -50,12 +61,35 @@ export function createSpawner(deps: SpawnerDeps): Spawner {
       throw new ApiError("PAYLOAD_TOO_LARGE", `request body exceeds ${config.maxJsonBytes} bytes`);
     },
   });
-  app.use("/v1/*", async (c, next) => (isStreamingUpload(c.req.method, c.req.path) ? next() : limit(c, next)));
-  app.use("/v1/*", signatureAuth(config.devInsecure ? undefined : new RequestVerifier(config.hmacKeys), log));
-  app.use("/openapi.json", signatureAuth(config.devInsecure ? undefined : new RequestVerifier(config.hmacKeys), log));
-  app.get("/openapi.json", (c) => c.json(openApiDocument(deps.version)));
+  // One verifier, so one nonce cache per process.
+  const auth = signatureAuth(config.devInsecure ? undefined : new RequestVerifier(config.hmacKeys, clock.now), log);
+  app.use("*", async (c, next) => {
+    if (PUBLIC_PATHS.has(c.req.path)) return next();
+    if (isStreamingUpload(c.req.method, c.req.path)) return auth(c, next);
+    return limit(c, async () => {
+      await auth(c, next);
+    });
+  });
 
-  app.route("/v1/sessions", sessionProxyRoutes(sessions, proxy, metrics));
-  app.route("/v1/sessions", sessionRoutes(sessions));
-  return { app, sessions, proxy, metrics };
+  app.route("/", healthRoutes(backend, metrics));
+  app.route("/", sessionRoutes(sessions));
+  app.route("/", sessionProxyRoutes(sessions, proxy, metrics));
+  app.openAPIRegistry.registerComponent("securitySchemes", "hmac", {
+    type: "apiKey",
+    in: "header",
+    name: "X-Sandbox-Signature",
+    description:
+      "HMAC-SHA256 over `v1\\nMETHOD\\nPATH?QUERY\\nTIMESTAMP\\nNONCE\\nCONTENT_SHA256`, with X-Sandbox-Key-Id, -Timestamp, -Nonce and -Content-SHA256 headers (docs/api.md).",
+  });
+  const document = app.getOpenAPI31Document({
+    openapi: "3.1.0",
+    info: {
+      title: "sbx spawner",
+      version: deps.version,
+      description: "Persistent sandbox sessions for coding agents.",
+    },
+    security: [{ hmac: [] }],
+  });
+  app.get("/openapi.json", (c) => c.json(document));
+  return { app, sessions, registry, sweeper, proxy, metrics };
 }

@@ -1,6 +1,7 @@
 import { ConfigError } from "@sbx/edge";
 import { describeEnvIssues, ImageRefSchema, ProfileNameSchema, SessionIdSchema } from "@sbx/protocol";
 import { z } from "zod";
+import { SPAWNER_OWNED_RUNNERD_SETTINGS } from "./backends/runtime-contract.js";
 
 const MiB = 1024 * 1024;
 const MINUTE = 60_000;
@@ -76,6 +77,7 @@ const ConfigEnvSchema = z.object({
   SPAWNER_DEV_INSECURE: flag.default(false),
   /** Names this deployment; several may share one engine without touching each other's sessions. */
   SPAWNER_DEPLOYMENT: SessionIdSchema.default("default"),
+  /** Which platform runs the sessions; each has its own settings below. */
   SPAWNER_BACKEND: z.enum(["docker"]).default("docker"),
   SPAWNER_DOCKER_SOCKET: z.string().default("/var/run/docker.sock"),
   /** Bridge network for session containers (created if missing). Default: sbx-<deployment>. */
@@ -107,6 +109,10 @@ const ConfigEnvSchema = z.object({
   SPAWNER_MAX_SESSIONS_PER_ORG: int(1).default(20),
   /** One deadline for a whole create: volume, container, start and runnerd answering. */
   SPAWNER_CREATE_TIMEOUT_MS: int(1000).default(60_000),
+  /** How long a failed session stays readable (state, reason) before the sweeper removes it. */
+  SPAWNER_FAILED_RETENTION_MS: int(0).default(10 * MINUTE),
+  /** Connecting to a runnerd takes well under a millisecond on a healthy network; past this it is dead. */
+  SPAWNER_RUNNERD_CONNECT_TIMEOUT_MS: int(50, 60_000).default(1500),
   SPAWNER_SWEEP_INTERVAL_MS: int(100).default(30_000),
   SPAWNER_ADOPT_INTERVAL_MS: int(100).default(60_000),
   SPAWNER_MAX_JSON_BYTES: int(1024).default(16 * MiB),
@@ -124,7 +130,7 @@ const ConfigEnvSchema = z.object({
         .filter((s) => s !== "")) {
         const at = pair.indexOf("=");
         const name = at > 0 ? pair.slice(0, at) : "";
-        if (!/^RUNNERD_[A-Z_]+$/.test(name) || /^RUNNERD_(TOKEN_SHA256|ROOT|HOST|PORT)$/.test(name)) {
+        if (!/^RUNNERD_[A-Z_]+$/.test(name) || SPAWNER_OWNED_RUNNERD_SETTINGS.includes(name)) {
           ctx.addIssue({
             code: "custom",
             message: "must be RUNNERD_NAME=value pairs (not TOKEN_SHA256, ROOT, HOST or PORT)",
@@ -163,8 +169,8 @@ const ConfigSchema = ConfigEnvSchema.transform((e, ctx) => {
     runnerdSecret: e.SPAWNER_RUNNERD_SECRET,
     devInsecure: e.SPAWNER_DEV_INSECURE,
     deployment: e.SPAWNER_DEPLOYMENT,
-    backend: e.SPAWNER_BACKEND,
-    docker: {
+    backend: {
+      kind: e.SPAWNER_BACKEND,
       socket: e.SPAWNER_DOCKER_SOCKET,
       network: e.SPAWNER_DOCKER_NETWORK ?? `sbx-${e.SPAWNER_DEPLOYMENT}`,
       access: e.SPAWNER_RUNNERD_ACCESS,
@@ -184,6 +190,8 @@ const ConfigSchema = ConfigEnvSchema.transform((e, ctx) => {
     },
     capacity: { global: e.SPAWNER_MAX_SESSIONS, perOrg: e.SPAWNER_MAX_SESSIONS_PER_ORG },
     createTimeoutMs: e.SPAWNER_CREATE_TIMEOUT_MS,
+    failedRetentionMs: e.SPAWNER_FAILED_RETENTION_MS,
+    runnerdConnectTimeoutMs: e.SPAWNER_RUNNERD_CONNECT_TIMEOUT_MS,
     sweepIntervalMs: e.SPAWNER_SWEEP_INTERVAL_MS,
     adoptIntervalMs: e.SPAWNER_ADOPT_INTERVAL_MS,
     maxJsonBytes: e.SPAWNER_MAX_JSON_BYTES,

@@ -2,7 +2,7 @@ import { createServer } from "node:http";
 import { getRequestListener } from "@hono/node-server";
 import { createLogger, listen, loadConfigOrExit, systemClock } from "@sbx/edge";
 import { createSpawner } from "./app.js";
-import { DockerBackend } from "./backends/docker/docker-backend.js";
+import { createBackend } from "./backends/create-backend.js";
 import { loadConfig, usesPublishedSecrets } from "./config.js";
 
 /** Replaced at build time with the package version. */
@@ -23,23 +23,16 @@ async function main(): Promise<void> {
       "SPAWNER_DEV_INSECURE is set: requests are NOT authenticated. Never use this outside local development.",
     );
   }
-  const backend = new DockerBackend(
-    {
-      socket: config.docker.socket,
-      deployment: config.deployment,
-      network: config.docker.network,
-      access: config.docker.access,
-      pull: config.docker.pull,
-    },
-    log,
-  );
+  const backend = createBackend(config, log);
   const spawner = createSpawner({ config, backend, version, clock: systemClock, log });
   // Without its backend the spawner still starts, reports /readyz 503 and answers 503
   // BACKEND_UNAVAILABLE, and keeps trying: an engine restart must not need a spawner restart.
   const connect = async (): Promise<number> => {
     await backend.init();
-    return spawner.sessions.adopt();
+    return spawner.registry.adopt();
   };
+  // The backend's change feed tells this replica within moments when a session dies or goes away.
+  const stopFollowing = spawner.registry.follow();
   let adopted = 0;
   try {
     adopted = await connect();
@@ -72,8 +65,8 @@ async function main(): Promise<void> {
     timer.unref();
     return () => clearTimeout(timer);
   };
-  const stopSweeps = every(config.sweepIntervalMs, "sweep", () => spawner.sessions.sweep());
-  const stopAdoption = every(config.adoptIntervalMs, "adoption", () => spawner.sessions.adopt());
+  const stopSweeps = every(config.sweepIntervalMs, "sweep", () => spawner.sweeper.sweep());
+  const stopAdoption = every(config.adoptIntervalMs, "adoption", () => spawner.registry.adopt());
 
   const server = createServer(
     // Event streams and uploads may run for hours; only idle sockets are closed.
@@ -84,7 +77,7 @@ async function main(): Promise<void> {
     version,
     deployment: config.deployment,
     backend: backend.kind,
-    access: config.docker.access,
+    ...(config.backend.kind === "docker" ? { access: config.backend.access } : {}),
     adopted,
   });
 
@@ -92,6 +85,7 @@ async function main(): Promise<void> {
     log.info({ signal }, "shutting down (sessions keep running)");
     stopSweeps();
     stopAdoption();
+    stopFollowing();
     server.close();
     server.closeAllConnections();
     spawner.proxy.close();

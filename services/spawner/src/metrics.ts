@@ -33,7 +33,7 @@ export class Metrics {
   });
   readonly reaped = new Counter({
     name: "sbx_sessions_reaped_total",
-    help: "Sessions ended by the sweeper, by reason (ttl, idle, lifetime, exited).",
+    help: "Sessions ended by the sweeper, by reason (ttl, idle, lifetime, failed, abandoned).",
     labelNames: ["reason"] as const,
     registers: [this.registry],
   });

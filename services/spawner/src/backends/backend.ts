@@ -1,53 +1,91 @@
+import type { FailureReason } from "@sbx/protocol";
+
 /** Where a session's runnerd answers. */
 export interface Endpoint {
   host: string;
   port: number;
 }
 
+/**
+ * A session's truth in the two layers both platforms hold: selector labels
+ * (short values) and annotations (everything else). See `@sbx/protocol`'s
+ * LABELS and ANNOTATIONS.
+ */
+export interface SessionMeta {
+  labels: Record<string, string>;
+  annotations: Record<string, string>;
+}
+
 /** What a backend is asked to run for one session. */
 export interface BackendSessionSpec {
   id: string;
   image: string;
-  /** Labels that carry the session's truth (the backend adds its own ownership labels). */
-  labels: Record<string, string>;
-  /** runnerd's configuration: never a secret (the token is given as its sha256 only). */
+  /** The session's truth; the backend adds its ownership labels (managed, deployment). */
+  meta: SessionMeta;
+  /** runnerd's environment (runtime-contract.ts): never a secret. */
   runnerdEnv: Record<string, string>;
   resources: { cpus: number; memoryMb: number; pids: number };
 }
 
-/** A session as its backend object shows it. */
+/**
+ * The lifecycle a backend reports: `starting` (made, not yet running with an
+ * address), `running`, `terminating` (being deleted), `failed` (it died, or
+ * was removed by someone else; the reason says how).
+ */
+export type BackendState =
+  | { phase: "starting" }
+  | { phase: "running" }
+  | { phase: "terminating" }
+  | { phase: "failed"; reason: FailureReason };
+
+/** A session as its backend objects show it. */
 export interface BackendSession {
   id: string;
-  labels: Record<string, string>;
-  /** `running` once the container/Pod runs; `exited` when it stopped by itself. */
-  status: "starting" | "running" | "exited";
+  meta: SessionMeta;
+  state: BackendState;
+  /** Set once it runs and has an address. */
   endpoint: Endpoint | undefined;
 }
 
-/** Another create of the same id got there first; its object is not ours to clean up. */
-export class BackendConflictError extends Error {
-  override name = "BackendConflictError";
+/** An object a backend made for this deployment (for leftovers checks and operators). */
+export interface OwnedObject {
+  kind: "container" | "volume" | "network" | "pod" | "pvc";
+  name: string;
+  sessionId: string | undefined;
 }
 
+/** Told when a session's object changed; `session` is undefined when it is gone. */
+export type SessionListener = (id: string, session: BackendSession | undefined) => void;
+
 /**
- * One interface, one implementation per platform (Docker now, Kubernetes
- * next). The object's labels are the session's truth; the spawner keeps no
- * state of its own.
+ * One interface, one implementation per platform. The objects' labels and
+ * annotations are the session's truth; the spawner keeps no state of its own.
  */
 export interface SessionBackend {
   readonly kind: "docker" | "kubernetes";
   /** Prepares shared resources (network). Safe to call from several replicas. */
   init(): Promise<void>;
-  /** Throws when the platform cannot be reached. */
+  /** Throws BackendUnavailableError when the platform cannot be reached. */
   ping(): Promise<void>;
   /**
-   * Creates and starts a session and waits for its runnerd address. All or
-   * nothing: on failure everything it made is removed before it throws
-   * (except after BackendConflictError, where nothing was made).
+   * Creates and starts a session and waits until it runs with an address,
+   * or until `signal` aborts (StartTimeoutError). All or nothing: on any
+   * failure what it made is removed before it throws, except after
+   * BackendConflictError, where nothing was made.
    */
-  create(spec: BackendSessionSpec, deadline: number): Promise<BackendSession>;
+  create(spec: BackendSessionSpec, signal: AbortSignal): Promise<BackendSession>;
   find(id: string): Promise<BackendSession | undefined>;
   list(): Promise<BackendSession[]>;
-  /** Removes the session and its workspace; false when there was nothing. Idempotent. */
+  /**
+   * Removes the session and its workspace: gone, or going (Kubernetes
+   * deletes Pods in the background). False when there was nothing. Idempotent.
+   */
   destroy(id: string): Promise<boolean>;
+  /**
+   * Follows changes to this deployment's sessions until the returned
+   * function is called; reconnects by itself after platform outages.
+   */
+  watch(listener: SessionListener): () => void;
+  /** Every object this deployment owns, whatever state it is in. */
+  owned(): Promise<OwnedObject[]>;
 }

@@ -9,6 +9,8 @@ const FORWARDED_REQUEST_HEADERS = ["content-type", "content-length", "last-event
 const HOP_BY_HOP = new Set(["connection", "keep-alive", "transfer-encoding", "proxy-connection", "upgrade", "te"]);
 
 export interface ProxyRequest {
+  /** The session the call is for: its streams are ended at once when it is lost (`cut`). */
+  sessionId: string;
   incoming: IncomingMessage;
   outgoing: ServerResponse;
   endpoint: Endpoint;
@@ -32,6 +34,32 @@ export interface ProxyRequest {
  */
 export class RunnerdProxy {
   private readonly agent = new http.Agent({ keepAlive: true, maxSockets: 512, keepAliveMsecs: 30_000 });
+  /** Calls in flight by session id: what `cut` ends. */
+  private readonly live = new Map<string, Set<() => void>>();
+  /** The last address each session was reached at. */
+  private readonly endpoints = new Map<string, Endpoint>();
+
+  constructor(private readonly connectTimeoutMs: number) {}
+
+  /**
+   * Ends every call in flight to a session that died or went away: a dead
+   * container's address often never answers again (no reset), so waiting
+   * for the socket would hang the client for minutes.
+   */
+  cut(sessionId: string): number {
+    // Kept-alive idle connections to its address are as dead as the rest, and the address may
+    // soon belong to another session.
+    const endpoint = this.endpoints.get(sessionId);
+    this.endpoints.delete(sessionId);
+    if (endpoint) {
+      for (const socket of this.agent.freeSockets[this.agent.getName(endpoint)] ?? []) socket.destroy();
+    }
+    const calls = this.live.get(sessionId);
+    if (!calls) return 0;
+    this.live.delete(sessionId);
+    for (const end of calls) end();
+    return calls.size;
+  }
 
   forward(request: ProxyRequest): Promise<void> {
     const { incoming, outgoing } = request;
@@ -51,9 +79,18 @@ export class RunnerdProxy {
       let settled = false;
       /** Set when we refused the body ourselves: the upstream error that follows is expected. */
       let refused = false;
+      this.endpoints.set(request.sessionId, request.endpoint);
+      let calls = this.live.get(request.sessionId);
+      if (!calls) {
+        calls = new Set();
+        this.live.set(request.sessionId, calls);
+      }
+      const tracked = calls;
       const done = () => {
         if (!settled) {
           settled = true;
+          tracked.delete(end);
+          if (tracked.size === 0 && this.live.get(request.sessionId) === tracked) this.live.delete(request.sessionId);
           resolve();
         }
       };
@@ -92,6 +129,19 @@ export class RunnerdProxy {
           });
         },
       );
+      // Ends the call from outside (`cut`): before any answer the client gets the backend's
+      // explanation; mid-answer the connection closes, as the upstream's would have.
+      const end = () => upstream.destroy(new Error("the session is no longer reachable"));
+      tracked.add(end);
+      upstream.on("socket", (socket) => {
+        if (!socket.connecting) return;
+        const timer = setTimeout(
+          () => upstream.destroy(new Error(`connect timed out after ${this.connectTimeoutMs} ms`)),
+          this.connectTimeoutMs,
+        );
+        socket.once("connect", () => clearTimeout(timer));
+        socket.once("close", () => clearTimeout(timer));
+      });
       upstream.on("error", (error) => {
         if (refused) {
           done();

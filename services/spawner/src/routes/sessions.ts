@@ -1,3 +1,4 @@
+import { OpenAPIHono } from "@hono/zod-openapi";
 import { jsonBody, param } from "@sbx/edge";
 import {
   CreateSessionRequestSchema,
@@ -5,39 +6,102 @@ import {
   parseOrThrow,
   SessionIdSchema,
   SessionListQuerySchema,
+  SessionListResponseSchema,
+  SessionResponseSchema,
 } from "@sbx/protocol";
-import { Hono } from "hono";
+import { z } from "zod";
 import type { SpawnerEnv } from "../auth/signature-auth.js";
 import type { SessionService } from "../sessions/session-service.js";
+import { errorResponses, json, mount } from "./api-route.js";
+
+export const SessionPathSchema = z.object({ id: SessionIdSchema });
 
 /** The session resource itself: create, read, list, change lifetime, delete. */
-export function sessionRoutes(sessions: SessionService): Hono<SpawnerEnv> {
-  const app = new Hono<SpawnerEnv>();
+export function sessionRoutes(sessions: SessionService): OpenAPIHono<SpawnerEnv> {
+  const app = new OpenAPIHono<SpawnerEnv>();
+  const errors = errorResponses();
 
-  app.post("/", async (c) => {
-    const request = await jsonBody(c, CreateSessionRequestSchema, "session request");
-    const { session, created } = await sessions.create(request);
-    return c.json({ session }, created ? 201 : 200);
-  });
+  mount(
+    app,
+    {
+      method: "post",
+      path: "/v1/sessions",
+      summary: "Create a session (idempotent per id and spec)",
+      request: { body: { content: { "application/json": { schema: CreateSessionRequestSchema } }, required: true } },
+      responses: {
+        201: json(SessionResponseSchema, "created"),
+        200: json(SessionResponseSchema, "it existed with the same spec"),
+        ...errors,
+      },
+    },
+    async (c) => {
+      const request = await jsonBody(c, CreateSessionRequestSchema, "session request");
+      const { session, created } = await sessions.create(request);
+      return c.json({ session }, created ? 201 : 200);
+    },
+  );
 
-  app.get("/", async (c) => {
-    // `label` may repeat: collect every value rather than the last.
-    const raw = { ...c.req.query(), ...(c.req.queries("label") ? { label: c.req.queries("label") } : {}) };
-    return c.json({ sessions: await sessions.list(parseOrThrow(SessionListQuerySchema, raw, "query")) });
-  });
+  mount(
+    app,
+    {
+      method: "get",
+      path: "/v1/sessions",
+      summary: "List sessions (?org=&owner=&label=key=value, label repeatable)",
+      request: { query: SessionListQuerySchema },
+      responses: { 200: json(SessionListResponseSchema, "the sessions"), ...errors },
+    },
+    async (c) => {
+      // `label` may repeat: collect every value rather than the last.
+      const raw = { ...c.req.query(), ...(c.req.queries("label") ? { label: c.req.queries("label") } : {}) };
+      return c.json({ sessions: await sessions.list(parseOrThrow(SessionListQuerySchema, raw, "query")) });
+    },
+  );
 
-  app.get("/:id", async (c) => c.json({ session: await sessions.get(param(c, "id", SessionIdSchema)) }));
+  mount(
+    app,
+    {
+      method: "get",
+      path: "/v1/sessions/{id}",
+      summary: "Get a session (state, reason when failed, lifetimes, last activity)",
+      request: { params: SessionPathSchema },
+      responses: { 200: json(SessionResponseSchema, "the session"), ...errors },
+    },
+    async (c) => c.json({ session: await sessions.get(param(c, "id", SessionIdSchema)) }),
+  );
 
-  app.patch("/:id", async (c) => {
-    const id = param(c, "id", SessionIdSchema);
-    const request = await jsonBody(c, PatchSessionRequestSchema, "session patch");
-    return c.json({ session: await sessions.patch(id, request) });
-  });
+  mount(
+    app,
+    {
+      method: "patch",
+      path: "/v1/sessions/{id}",
+      summary: "Change a session's lifetime",
+      request: {
+        params: SessionPathSchema,
+        body: { content: { "application/json": { schema: PatchSessionRequestSchema } }, required: true },
+      },
+      responses: { 200: json(SessionResponseSchema, "the session"), ...errors },
+    },
+    async (c) => {
+      const id = param(c, "id", SessionIdSchema);
+      const request = await jsonBody(c, PatchSessionRequestSchema, "session patch");
+      return c.json({ session: await sessions.patch(id, request) });
+    },
+  );
 
-  app.delete("/:id", async (c) => {
-    await sessions.delete(param(c, "id", SessionIdSchema));
-    return c.body(null, 204);
-  });
+  mount(
+    app,
+    {
+      method: "delete",
+      path: "/v1/sessions/{id}",
+      summary: "Delete a session and its workspace (gone, or going)",
+      request: { params: SessionPathSchema },
+      responses: { 204: { description: "deleted" }, ...errors },
+    },
+    async (c) => {
+      await sessions.delete(param(c, "id", SessionIdSchema));
+      return c.body(null, 204);
+    },
+  );
 
   return app;
 }

@@ -1,6 +1,7 @@
-import { LABELS } from "@sbx/protocol";
+import { ANNOTATIONS, isLabelValue, LABELS } from "@sbx/protocol";
+import type { SessionMeta } from "../backends/backend.js";
 
-/** A session's durable facts, exactly what its backend object's labels carry. */
+/** A session's durable facts, exactly what its backend objects' labels and annotations carry. */
 export interface SessionRecord {
   id: string;
   org: string;
@@ -17,44 +18,52 @@ export interface SessionRecord {
   specDigest: string;
 }
 
-export function labelsOf(record: SessionRecord): Record<string, string> {
-  const labels: Record<string, string> = {
-    [LABELS.sessionId]: record.id,
-    [LABELS.org]: record.org,
-    [LABELS.profile]: record.profile,
-    [LABELS.image]: record.image,
-    [LABELS.createdAt]: String(record.createdAt),
-    [LABELS.expiresAt]: String(record.expiresAt),
-    [LABELS.idleTimeoutMs]: String(record.idleTimeoutMs),
-    [LABELS.cpus]: String(record.resources.cpus),
-    [LABELS.memoryMb]: String(record.resources.memoryMb),
-    [LABELS.pids]: String(record.resources.pids),
-    [LABELS.specDigest]: record.specDigest,
+/**
+ * The record in two layers: selector labels (session id and org, short and
+ * of a label's alphabet) and annotations for the rest. Throws when a label
+ * value could not be held by every backend: request validation should have
+ * refused it before.
+ */
+export function metaOf(record: SessionRecord): SessionMeta {
+  const labels = { [LABELS.sessionId]: record.id, [LABELS.org]: record.org };
+  for (const [key, value] of Object.entries(labels)) {
+    if (!isLabelValue(value) || value === "") throw new Error(`label ${key} cannot hold ${JSON.stringify(value)}`);
+  }
+  const annotations: Record<string, string> = {
+    [ANNOTATIONS.profile]: record.profile,
+    [ANNOTATIONS.image]: record.image,
+    [ANNOTATIONS.createdAt]: String(record.createdAt),
+    [ANNOTATIONS.expiresAt]: String(record.expiresAt),
+    [ANNOTATIONS.idleTimeoutMs]: String(record.idleTimeoutMs),
+    [ANNOTATIONS.cpus]: String(record.resources.cpus),
+    [ANNOTATIONS.memoryMb]: String(record.resources.memoryMb),
+    [ANNOTATIONS.pids]: String(record.resources.pids),
+    [ANNOTATIONS.specDigest]: record.specDigest,
   };
-  if (record.owner !== null) labels[LABELS.owner] = record.owner;
-  for (const [key, value] of Object.entries(record.labels)) labels[`${LABELS.userPrefix}${key}`] = value;
-  return labels;
+  if (record.owner !== null) annotations[ANNOTATIONS.owner] = record.owner;
+  for (const [key, value] of Object.entries(record.labels)) annotations[`${ANNOTATIONS.userPrefix}${key}`] = value;
+  return { labels, annotations };
 }
 
-/** Rebuilds a record from labels; undefined when they are not a complete sbx session (never guessed). */
-export function recordFromLabels(labels: Readonly<Record<string, string>>): SessionRecord | undefined {
-  const text = (key: string) => labels[key];
+/** Rebuilds a record from its two layers; undefined when they are not a complete sbx session (never guessed). */
+export function recordFromMeta(meta: SessionMeta): SessionRecord | undefined {
+  const { labels, annotations } = meta;
   const number = (key: string) => {
-    const value = labels[key];
-    const parsed = value === undefined ? Number.NaN : Number(value);
+    const value = annotations[key];
+    const parsed = value === undefined || value === "" ? Number.NaN : Number(value);
     return Number.isFinite(parsed) ? parsed : undefined;
   };
-  const id = text(LABELS.sessionId);
-  const org = text(LABELS.org);
-  const profile = text(LABELS.profile);
-  const image = text(LABELS.image);
-  const specDigest = text(LABELS.specDigest);
-  const createdAt = number(LABELS.createdAt);
-  const expiresAt = number(LABELS.expiresAt);
-  const idleTimeoutMs = number(LABELS.idleTimeoutMs);
-  const cpus = number(LABELS.cpus);
-  const memoryMb = number(LABELS.memoryMb);
-  const pids = number(LABELS.pids);
+  const id = labels[LABELS.sessionId];
+  const org = labels[LABELS.org];
+  const profile = annotations[ANNOTATIONS.profile];
+  const image = annotations[ANNOTATIONS.image];
+  const specDigest = annotations[ANNOTATIONS.specDigest];
+  const createdAt = number(ANNOTATIONS.createdAt);
+  const expiresAt = number(ANNOTATIONS.expiresAt);
+  const idleTimeoutMs = number(ANNOTATIONS.idleTimeoutMs);
+  const cpus = number(ANNOTATIONS.cpus);
+  const memoryMb = number(ANNOTATIONS.memoryMb);
+  const pids = number(ANNOTATIONS.pids);
   if (
     id === undefined ||
     org === undefined ||
@@ -71,13 +80,13 @@ export function recordFromLabels(labels: Readonly<Record<string, string>>): Sess
     return undefined;
   }
   const userLabels: Record<string, string> = {};
-  for (const [key, value] of Object.entries(labels)) {
-    if (key.startsWith(LABELS.userPrefix)) userLabels[key.slice(LABELS.userPrefix.length)] = value;
+  for (const [key, value] of Object.entries(annotations)) {
+    if (key.startsWith(ANNOTATIONS.userPrefix)) userLabels[key.slice(ANNOTATIONS.userPrefix.length)] = value;
   }
   return {
     id,
     org,
-    owner: text(LABELS.owner) ?? null,
+    owner: annotations[ANNOTATIONS.owner] ?? null,
     profile,
     image,
     createdAt,

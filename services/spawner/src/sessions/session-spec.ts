@@ -1,5 +1,6 @@
-import { createHmac, randomBytes } from "node:crypto";
+import { createHmac } from "node:crypto";
 import { ApiError, type CreateSessionRequestSchema, isReservedEnvName } from "@sbx/protocol";
+import { customAlphabet } from "nanoid";
 import type { z } from "zod";
 import type { Config } from "../config.js";
 import type { SessionRecord } from "./session-record.js";
@@ -103,10 +104,10 @@ function invalid(issues: Array<{ path: string; message: string }>, summary: stri
   return new ApiError("VALIDATION_FAILED", `invalid session request: ${summary}`, { details: { issues } });
 }
 
-/** `s-` and 12 random base-32 characters: a DNS label that sorts nowhere in particular. */
+/** `s-` and 12 random characters of a DNS label's alphabet (~62 bits): sorts nowhere in particular. */
+const randomSuffix = customAlphabet("0123456789abcdefghijklmnopqrstuvwxyz", 12);
 function generateId(): string {
-  const alphabet = "abcdefghijklmnopqrstuvwxyz234567";
-  return `s-${[...randomBytes(12)].map((b) => alphabet[b % 32]).join("")}`;
+  return `s-${randomSuffix()}`;
 }
 
 function sorted(map: Record<string, string>): Array<[string, string]> {

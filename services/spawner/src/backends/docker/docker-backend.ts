@@ -1,19 +1,33 @@
 import { setTimeout as delay } from "node:timers/promises";
 import type { Logger } from "@sbx/edge";
-import { ApiError, LABELS } from "@sbx/protocol";
+import { ANNOTATIONS, type FailureReason, LABELS } from "@sbx/protocol";
 import Docker from "dockerode";
+import { z } from "zod";
+import type {
+  BackendSession,
+  BackendSessionSpec,
+  BackendState,
+  Endpoint,
+  OwnedObject,
+  SessionBackend,
+  SessionListener,
+  SessionMeta,
+} from "../backend.js";
 import {
   BackendConflictError,
-  type BackendSession,
-  type BackendSessionSpec,
-  type Endpoint,
-  type SessionBackend,
-} from "../backend.js";
+  BackendNotFoundError,
+  BackendUnavailableError,
+  ImageUnavailableError,
+  StartFailedError,
+  StartTimeoutError,
+} from "../backend-errors.js";
+import { exitDescription } from "../exit-description.js";
+import { HOME_PATH, RUNNERD_PORT, SCRATCH_MB, SESSION_GID, SESSION_UID, WORKSPACE_PATH } from "../runtime-contract.js";
 
-export const RUNNERD_PORT = 7070;
-/** The unprivileged user of the runtime image; sessions always run as it. */
-export const SESSION_UID = 10001;
 const MiB = 1024 * 1024;
+/** Selector label keys: what a listing splits back into labels; the rest of sbx's keys are annotations. */
+const SELECTOR_KEYS: ReadonlySet<string> = new Set(Object.values(LABELS));
+const ANNOTATION_PREFIXES = ["sbx.dev/", ANNOTATIONS.userPrefix];
 
 export interface DockerBackendOptions {
   socket: string;
@@ -22,17 +36,28 @@ export interface DockerBackendOptions {
   /** `address`: container IP on the shared network; `published`: a port on 127.0.0.1. */
   access: "address" | "published";
   pull: "if-missing" | "never";
+  /**
+   * A workspace volume without its container is a create in progress while
+   * younger than this, and a container removed out of band after.
+   */
+  orphanVolumeGraceMs: number;
 }
 
 /**
  * Sessions as Docker containers: one per session on a dedicated bridge
  * network, its workspace on a named volume, locked down (non-root,
  * capabilities dropped, no-new-privileges, read-only root with tmpfs
- * scratch, memory/CPU/pids limits). Labels carry the session's truth.
+ * scratch, memory/CPU/pids limits). Labels and annotations both live in the
+ * container's labels (and the volume's, so a container removed behind our
+ * back is reported as such rather than forgotten).
  */
 export class DockerBackend implements SessionBackend {
   readonly kind = "docker";
   private readonly docker: Docker;
+  /** Exit facts of stopped containers, by container id: they never change, so each is inspected once. */
+  private readonly exits = new Map<string, FailureReason>();
+  /** The latest lookup after an event, by session id (see `report`). */
+  private readonly reporting = new Map<string, Promise<void>>();
 
   constructor(
     private readonly options: DockerBackendOptions,
@@ -50,7 +75,9 @@ export class DockerBackend implements SessionBackend {
   }
 
   async init(): Promise<void> {
-    const existing = await this.docker.listNetworks({ filters: { name: [this.options.network] } });
+    const existing = await this.call("list networks", () =>
+      this.docker.listNetworks({ filters: { name: [this.options.network] } }),
+    );
     if (existing.some((n) => n.Name === this.options.network)) return;
     try {
       await this.docker.createNetwork({
@@ -69,21 +96,22 @@ export class DockerBackend implements SessionBackend {
   }
 
   async ping(): Promise<void> {
-    try {
-      await this.docker.ping();
-    } catch (error) {
-      throw unavailable("Docker engine unreachable", error);
-    }
+    await this.call("reach the Docker engine", () => this.docker.ping());
   }
 
-  async create(spec: BackendSessionSpec, deadline: number): Promise<BackendSession> {
+  async create(spec: BackendSessionSpec, signal: AbortSignal): Promise<BackendSession> {
+    // The image first: a pull may take long, and a workspace volume must not wait alone
+    // meanwhile (a volume without its container soon counts as a removed session).
+    await this.ensureImage(spec.image);
+    if (signal.aborted) throw new StartTimeoutError("the create's deadline passed before the session was made");
     const volume = this.volumeName(spec.id);
+    const objectLabels = { ...flatten(spec.meta), ...this.ownership() };
     await this.call("create the workspace volume", () =>
-      this.docker.createVolume({ Name: volume, Labels: { ...this.ownership(), [LABELS.sessionId]: spec.id } }),
+      this.docker.createVolume({ Name: volume, Labels: objectLabels }),
     );
     let container: Docker.Container;
     try {
-      container = await this.createContainer(spec, volume);
+      container = await this.createContainer(spec, volume, objectLabels);
     } catch (error) {
       // Someone else's container: its volume is theirs too.
       if (error instanceof BackendConflictError) throw error;
@@ -92,8 +120,8 @@ export class DockerBackend implements SessionBackend {
     }
     try {
       await this.call("start the session container", () => container.start());
-      const endpoint = await this.waitForEndpoint(container, deadline);
-      return { id: spec.id, labels: spec.labels, status: "running", endpoint };
+      const endpoint = await this.waitForEndpoint(spec.id, container, signal);
+      return { id: spec.id, meta: spec.meta, state: { phase: "running" }, endpoint };
     } catch (error) {
       await this.destroy(spec.id);
       throw error;
@@ -108,17 +136,31 @@ export class DockerBackend implements SessionBackend {
       }),
     );
     const info = found[0];
-    return info ? this.fromListing(info) : undefined;
+    if (info) return this.fromListing(info);
+    const volumes = await this.listVolumes([`${LABELS.sessionId}=${id}`]);
+    const volume = volumes[0];
+    return volume ? this.fromOrphanVolume(volume) : undefined;
   }
 
   async list(): Promise<BackendSession[]> {
-    const found = await this.call("list containers", () =>
-      this.docker.listContainers({ all: true, filters: { label: this.ownershipFilter() } }),
+    const [containers, volumes] = await Promise.all([
+      this.call("list containers", () =>
+        this.docker.listContainers({ all: true, filters: { label: this.ownershipFilter() } }),
+      ),
+      this.listVolumes([]),
+    ]);
+    const sessions = (await Promise.all(containers.map((info) => this.fromListing(info)))).filter(
+      (s): s is BackendSession => s !== undefined,
     );
-    return found.flatMap((info) => {
-      const session = this.fromListing(info);
-      return session ? [session] : [];
-    });
+    const withContainer = new Set(sessions.map((s) => s.id));
+    for (const volume of volumes) {
+      const id = volume.Labels?.[LABELS.sessionId];
+      if (id !== undefined && !withContainer.has(id)) {
+        const orphan = this.fromOrphanVolume(volume);
+        if (orphan) sessions.push(orphan);
+      }
+    }
+    return sessions;
   }
 
   async destroy(id: string): Promise<boolean> {
@@ -134,14 +176,103 @@ export class DockerBackend implements SessionBackend {
     return (await this.removeVolume(this.volumeName(id))) || removed;
   }
 
-  private async createContainer(spec: BackendSessionSpec, volume: string): Promise<Docker.Container> {
+  watch(listener: SessionListener): () => void {
+    const controller = new AbortController();
+    // Events from this moment on, including those that happen while the stream connects, and
+    // after a break, those since the last one seen: the engine replays them.
+    let since = Date.now() / 1000;
+    const follow = async () => {
+      while (!controller.signal.aborted) {
+        try {
+          const stream = await this.docker.getEvents({
+            since: Math.floor(since * 1000) / 1000,
+            filters: { type: ["container"], label: this.ownershipFilter() },
+            abortSignal: controller.signal,
+          });
+          let pending = "";
+          for await (const chunk of stream) {
+            pending += chunk.toString();
+            let newline = pending.indexOf("\n");
+            while (newline >= 0) {
+              const line = pending.slice(0, newline);
+              pending = pending.slice(newline + 1);
+              newline = pending.indexOf("\n");
+              const event = parseEvent(line);
+              if (event === undefined) continue;
+              since = Math.max(since, event.timeNano / 1e9);
+              const id = event.Actor.Attributes[LABELS.sessionId];
+              if (id !== undefined) this.report(id, ENDING_ACTIONS.has(event.Action), listener);
+            }
+          }
+        } catch (error) {
+          if (controller.signal.aborted) return;
+          this.log.warn({ err: error }, "Docker event stream broke; following again in 1 s");
+        }
+        await delay(1000, undefined, { signal: controller.signal }).catch(() => undefined);
+      }
+    };
+    void follow();
+    return () => controller.abort();
+  }
+
+  async owned(): Promise<OwnedObject[]> {
+    const filter = { label: this.ownershipFilter() };
+    const [containers, volumes, networks] = await Promise.all([
+      this.call("list containers", () => this.docker.listContainers({ all: true, filters: filter })),
+      this.listVolumes([]),
+      this.call("list networks", () => this.docker.listNetworks({ filters: filter })),
+    ]);
+    return [
+      ...containers.map((c) => ({
+        kind: "container" as const,
+        name: (c.Names[0] ?? c.Id).replace(/^\//, ""),
+        sessionId: c.Labels[LABELS.sessionId],
+      })),
+      ...volumes.map((v) => ({ kind: "volume" as const, name: v.Name, sessionId: v.Labels?.[LABELS.sessionId] })),
+      ...networks.map((n) => ({ kind: "network" as const, name: n.Name, sessionId: undefined })),
+    ];
+  }
+
+  // ---- internals -------------------------------------------------------
+
+  /**
+   * Looks a session up after an event and reports it. Lookups of one session
+   * run one after another, so reports land in the order of the events and
+   * the last one reflects the latest state.
+   */
+  private report(id: string, ending: boolean, listener: SessionListener): void {
+    const previous = this.reporting.get(id) ?? Promise.resolve();
+    const next = previous.then(async () => {
+      try {
+        let session = await this.find(id);
+        // The engine announces a death before its listing shows it: look again until it does.
+        for (let attempt = 0; ending && session && isAlive(session) && attempt < 30; attempt++) {
+          await delay(100);
+          session = await this.find(id);
+        }
+        listener(id, session);
+      } catch (error) {
+        this.log.warn({ sessionId: id, err: error }, "could not look up a session after a Docker event");
+      }
+    });
+    this.reporting.set(id, next);
+    void next.then(() => {
+      if (this.reporting.get(id) === next) this.reporting.delete(id);
+    });
+  }
+
+  private async createContainer(
+    spec: BackendSessionSpec,
+    volume: string,
+    labels: Record<string, string>,
+  ): Promise<Docker.Container> {
     const options: Docker.ContainerCreateOptions = {
       name: this.containerName(spec.id),
       Image: spec.image,
-      Labels: { ...spec.labels, ...this.ownership() },
+      Labels: labels,
       Env: Object.entries(spec.runnerdEnv).map(([k, v]) => `${k}=${v}`),
-      User: `${SESSION_UID}:${SESSION_UID}`,
-      WorkingDir: "/workspace",
+      User: `${SESSION_UID}:${SESSION_GID}`,
+      WorkingDir: WORKSPACE_PATH,
       ExposedPorts: { [`${RUNNERD_PORT}/tcp`]: {} },
       StopTimeout: 10,
       HostConfig: {
@@ -149,10 +280,10 @@ export class DockerBackend implements SessionBackend {
         ...(this.options.access === "published"
           ? { PortBindings: { [`${RUNNERD_PORT}/tcp`]: [{ HostIp: "127.0.0.1", HostPort: "" }] } }
           : {}),
-        Mounts: [{ Type: "volume", Source: volume, Target: "/workspace" }],
+        Mounts: [{ Type: "volume", Source: volume, Target: WORKSPACE_PATH }],
         Tmpfs: {
-          "/tmp": "rw,nosuid,nodev,size=1g,mode=1777",
-          "/home/sandbox": `rw,nosuid,nodev,size=512m,uid=${SESSION_UID},gid=${SESSION_UID},mode=0755`,
+          "/tmp": `rw,nosuid,nodev,size=${SCRATCH_MB.tmp}m,mode=1777`,
+          [HOME_PATH]: `rw,nosuid,nodev,size=${SCRATCH_MB.home}m,uid=${SESSION_UID},gid=${SESSION_GID},mode=0755`,
         },
         ReadonlyRootfs: true,
         CapDrop: ["ALL"],
@@ -169,19 +300,26 @@ export class DockerBackend implements SessionBackend {
       return await this.docker.createContainer(options);
     } catch (error) {
       if (statusOf(error) === 409) throw new BackendConflictError(`container for session ${spec.id} exists`);
-      if (statusOf(error) !== 404) throw unavailable("could not create the session container", error);
-    }
-    // 404: the image is not here.
-    if (this.options.pull === "never") {
-      throw new ApiError("IMAGE_UNAVAILABLE", `image ${spec.image} is not present and pulling is disabled`);
-    }
-    await this.pull(spec.image);
-    try {
-      return await this.docker.createContainer(options);
-    } catch (error) {
-      if (statusOf(error) === 409) throw new BackendConflictError(`container for session ${spec.id} exists`);
+      // 404: the image went away since ensureImage (or the volume did: a racing delete).
+      if (statusOf(error) === 404) {
+        throw new ImageUnavailableError(spec.image, `image ${spec.image} is not present`, { cause: error });
+      }
       throw unavailable("could not create the session container", error);
     }
+  }
+
+  /** The image is here, or is pulled (unless pulling is off). */
+  private async ensureImage(image: string): Promise<void> {
+    try {
+      await this.docker.getImage(image).inspect();
+      return;
+    } catch (error) {
+      if (statusOf(error) !== 404) throw unavailable(`could not inspect image ${image}`, error);
+    }
+    if (this.options.pull === "never") {
+      throw new ImageUnavailableError(image, `image ${image} is not present and pulling is disabled`);
+    }
+    await this.pull(image);
   }
 
   private async pull(image: string): Promise<void> {
@@ -192,28 +330,29 @@ export class DockerBackend implements SessionBackend {
         this.docker.modem.followProgress(stream, (error: Error | null) => (error ? reject(error) : resolve()));
       });
     } catch (error) {
-      throw new ApiError("IMAGE_UNAVAILABLE", `image ${image} is not present and could not be pulled`, {
+      throw new ImageUnavailableError(image, `image ${image} is not present and could not be pulled`, {
         cause: error,
-        details: { image },
       });
     }
   }
 
   /** Inspects until the container runs and has an address; a container that stops fails at once. */
-  private async waitForEndpoint(container: Docker.Container, deadline: number): Promise<Endpoint> {
+  private async waitForEndpoint(id: string, container: Docker.Container, signal: AbortSignal): Promise<Endpoint> {
     for (;;) {
-      const info = await this.call("inspect the session container", () => container.inspect());
+      let info: Docker.ContainerInspectInfo;
+      try {
+        info = await container.inspect();
+      } catch (error) {
+        if (statusOf(error) === 404) throw new BackendNotFoundError(`the container of session ${id} was removed`);
+        throw unavailable("could not inspect the session container", error);
+      }
       if (info.State.Running) {
         const endpoint = this.endpointOf(info.NetworkSettings);
         if (endpoint) return endpoint;
       } else if (info.State.Status === "exited" || info.State.Status === "dead") {
-        throw new ApiError(
-          "RUNNERD_NOT_READY",
-          `the session container stopped at once (exit code ${info.State.ExitCode})`,
-        );
+        throw new StartFailedError(failureOf(info, "before runnerd answered"));
       }
-      if (Date.now() > deadline)
-        throw new ApiError("RUNNERD_NOT_READY", "the session container did not get an address in time");
+      if (signal.aborted) throw new StartTimeoutError("the session container did not get an address in time");
       await delay(20);
     }
   }
@@ -231,7 +370,7 @@ export class DockerBackend implements SessionBackend {
     return port > 0 ? { host: "127.0.0.1", port } : undefined;
   }
 
-  private fromListing(info: Docker.ContainerInfo): BackendSession | undefined {
+  private async fromListing(info: Docker.ContainerInfo): Promise<BackendSession | undefined> {
     const id = info.Labels[LABELS.sessionId];
     if (id === undefined) return undefined;
     let endpoint: Endpoint | undefined;
@@ -242,8 +381,70 @@ export class DockerBackend implements SessionBackend {
       const port = info.Ports.find((p) => p.PrivatePort === RUNNERD_PORT && p.PublicPort > 0)?.PublicPort;
       endpoint = port ? { host: "127.0.0.1", port } : undefined;
     }
-    const status = info.State === "running" ? "running" : info.State === "created" ? "starting" : "exited";
-    return { id, labels: info.Labels, status, endpoint };
+    let state: BackendState;
+    switch (info.State) {
+      case "running":
+      case "paused":
+        state = endpoint ? { phase: "running" } : { phase: "starting" };
+        break;
+      case "created":
+      case "restarting":
+        state = { phase: "starting" };
+        break;
+      case "removing":
+        state = { phase: "terminating" };
+        break;
+      default: {
+        const reason = await this.exitOf(info.Id);
+        if (reason === undefined) return undefined; // removed while we looked
+        state = { phase: "failed", reason };
+        endpoint = undefined;
+      }
+    }
+    return { id, meta: split(info.Labels), state, endpoint };
+  }
+
+  /** Why a stopped container stopped, from one inspect kept for its lifetime. */
+  private async exitOf(containerId: string): Promise<FailureReason | undefined> {
+    const known = this.exits.get(containerId);
+    if (known) return known;
+    let info: Docker.ContainerInspectInfo;
+    try {
+      info = await this.docker.getContainer(containerId).inspect();
+    } catch (error) {
+      if (statusOf(error) === 404) return undefined;
+      throw unavailable("could not inspect a stopped session container", error);
+    }
+    const reason = failureOf(info, "");
+    if (this.exits.size > 1000) this.exits.clear();
+    this.exits.set(containerId, reason);
+    return reason;
+  }
+
+  /** A workspace volume whose container is gone: a create in progress, or a removal behind our back. */
+  private fromOrphanVolume(volume: Docker.VolumeInspectInfo & { CreatedAt?: string }): BackendSession | undefined {
+    const id = volume.Labels?.[LABELS.sessionId];
+    if (id === undefined) return undefined;
+    const createdAt = volume.CreatedAt ? Date.parse(volume.CreatedAt) : Number.NaN;
+    const young = !Number.isFinite(createdAt) || Date.now() - createdAt < this.options.orphanVolumeGraceMs;
+    const state: BackendState = young
+      ? { phase: "starting" }
+      : {
+          phase: "failed",
+          reason: {
+            code: "removed",
+            message: "the session container was removed by someone other than the spawner",
+            at: null,
+          },
+        };
+    return { id, meta: split(volume.Labels ?? {}), state, endpoint: undefined };
+  }
+
+  private async listVolumes(extraLabels: string[]): Promise<Array<Docker.VolumeInspectInfo & { CreatedAt?: string }>> {
+    const result = await this.call("list volumes", () =>
+      this.docker.listVolumes({ filters: { label: [...this.ownershipFilter(), ...extraLabels] } }),
+    );
+    return result.Volumes ?? [];
   }
 
   private async removeVolume(name: string): Promise<boolean> {
@@ -272,10 +473,74 @@ export class DockerBackend implements SessionBackend {
     try {
       return await op();
     } catch (error) {
-      if (error instanceof ApiError) throw error;
       throw unavailable(`could not ${what}`, error);
     }
   }
+}
+
+/** Docker keeps both layers as labels. */
+function flatten(meta: SessionMeta): Record<string, string> {
+  return { ...meta.annotations, ...meta.labels };
+}
+
+/** Container labels back into the two layers: sbx's selector keys are labels, everything else an annotation. */
+function split(all: Record<string, string>): SessionMeta {
+  const labels: Record<string, string> = {};
+  const annotations: Record<string, string> = {};
+  for (const [key, value] of Object.entries(all)) {
+    if (SELECTOR_KEYS.has(key)) labels[key] = value;
+    // The image's own labels (and compose's) are not the session's.
+    else if (ANNOTATION_PREFIXES.some((prefix) => key.startsWith(prefix))) annotations[key] = value;
+  }
+  return { labels, annotations };
+}
+
+function failureOf(info: Docker.ContainerInspectInfo, when: string): FailureReason {
+  const finished = Date.parse(info.State.FinishedAt);
+  const at = Number.isFinite(finished) && finished > 0 ? finished : null;
+  const exitCode = info.State.ExitCode;
+  const suffix = when === "" ? "" : ` ${when}`;
+  if (info.State.OOMKilled) {
+    const limit = Math.round((info.HostConfig.Memory ?? 0) / MiB);
+    return {
+      code: "oom-killed",
+      message: `the session was killed for running out of memory${limit > 0 ? ` (limit ${limit} MiB)` : ""}${suffix}`,
+      exitCode,
+      at,
+    };
+  }
+  return {
+    code: "exited",
+    message: `the session container exited with ${exitDescription(exitCode)}${suffix}`,
+    exitCode,
+    at,
+  };
+}
+
+/** The part of a Docker event that matters here: the container's labels travel as attributes. */
+/** Events after which a container no longer runs. */
+const ENDING_ACTIONS: ReadonlySet<string> = new Set(["die", "oom", "destroy"]);
+
+function isAlive(session: BackendSession): boolean {
+  return session.state.phase === "running" || session.state.phase === "starting";
+}
+
+const DockerEventSchema = z.object({
+  Action: z.string(),
+  timeNano: z.number(),
+  Actor: z.object({ Attributes: z.record(z.string(), z.string()) }),
+});
+
+function parseEvent(line: string): z.infer<typeof DockerEventSchema> | undefined {
+  if (line.trim() === "") return undefined;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(line);
+  } catch (error) {
+    throw new BackendUnavailableError("the Docker event stream sent something other than JSON", { cause: error });
+  }
+  const event = DockerEventSchema.safeParse(parsed);
+  return event.success ? event.data : undefined;
 }
 
 function statusOf(error: unknown): number | undefined {
@@ -284,7 +549,8 @@ function statusOf(error: unknown): number | undefined {
     : undefined;
 }
 
-function unavailable(what: string, error: unknown): ApiError {
+function unavailable(what: string, error: unknown): BackendUnavailableError {
+  if (error instanceof BackendUnavailableError) return error;
   const reason = error instanceof Error ? error.message.replace(/^\(HTTP code \d+\)\s*/, "") : String(error);
-  return new ApiError("BACKEND_UNAVAILABLE", `${what}: ${reason}`, { cause: error });
+  return new BackendUnavailableError(`${what}: ${reason}`, { cause: error });
 }

@@ -1,0 +1,351 @@
+import { randomBytes } from "node:crypto";
+import { setTimeout as delay } from "node:timers/promises";
+import { type FailureCode, RunnerdStatusSchema, sha256Hex } from "@sbx/protocol";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { loadConfig } from "../config.js";
+import { metaOf, recordFromMeta } from "../sessions/session-record.js";
+import { resolveSpec } from "../sessions/session-spec.js";
+import type { BackendSession, BackendSessionSpec, Endpoint, SessionBackend } from "./backend.js";
+import { BackendConflictError, ImageUnavailableError, StartFailedError, StartTimeoutError } from "./backend-errors.js";
+import { runnerdEnvironment } from "./runtime-contract.js";
+
+/** What a platform gives the conformance suite. */
+export interface ConformanceHarness {
+  /** A backend of a deployment of its own, initialised. */
+  backend: SessionBackend;
+  images: {
+    /** The runtime image: runs, and its runnerd answers. */
+    runs: string;
+    /** No such image anywhere. */
+    missing: string;
+    /** Exits at once. */
+    quits: string;
+    /** Runs but never gets an address or never answers. */
+    silent: string;
+    /** Runs runnerd, and runs out of memory when `oomKill` says so. */
+    oom: string;
+  };
+  /** How long to give a create before the test calls it stuck. */
+  createTimeoutMs: number;
+  /** Kills the session's container or Pod as a crash would (SIGKILL). */
+  kill(session: RunningSession): Promise<void>;
+  /** Makes a session of the `oom` image run out of memory. */
+  oomKill(session: RunningSession): Promise<void>;
+  /** Removes the session's container or Pod behind the backend's back. */
+  removeOutOfBand(session: RunningSession): Promise<void>;
+  teardown(): Promise<void>;
+}
+
+/** A session the suite made, with the token its runnerd takes. */
+export interface RunningSession {
+  id: string;
+  endpoint: Endpoint;
+  token: string;
+}
+
+/** How soon a dead session must be reported failed. */
+const FAILURE_REPORT_MS = 15_000;
+/** Each test makes real containers or Pods on the real backends. */
+const TEST_TIMEOUT_MS = 90_000;
+
+const config = loadConfig({
+  SPAWNER_HMAC_KEYS: "conformance:0123456789abcdef0123",
+  SPAWNER_RUNNERD_SECRET: "conformance-runnerd-secret-0123456789abcdef",
+  SPAWNER_MAX_TTL_MS: String(7 * 24 * 3_600_000),
+});
+
+/**
+ * One suite, every backend: create/find/list/destroy and their idempotency,
+ * all-or-nothing creates, conflicts, the two layers of truth at their
+ * limits, failure reasons and deadlines. `setup` runs once; each test makes
+ * its own sessions and leaves none behind.
+ */
+export function runBackendConformance(name: string, setup: () => Promise<ConformanceHarness>): void {
+  describe(`backend conformance: ${name}`, () => {
+    let h: ConformanceHarness;
+    const made = new Set<string>();
+
+    beforeAll(async () => {
+      h = await setup();
+    });
+    afterAll(async () => {
+      if (!h) return;
+      for (const id of made) await h.backend.destroy(id).catch(() => false);
+      await h.teardown();
+    });
+
+    const newId = (prefix: string) => `${prefix}-${randomBytes(3).toString("hex")}`;
+
+    function specOf(id: string, image: string, labelCount = 3): { spec: BackendSessionSpec; token: string } {
+      const labels: Record<string, string> = {};
+      for (let i = 0; i < labelCount; i++) labels[`label-${i}.${"x".repeat(50)}`] = `value-${i}${"v".repeat(55)}`;
+      const { record } = resolveSpec(
+        { id, org: `org-${"o".repeat(59)}`, owner: `${"o".repeat(100)}@example.com`, labels, image },
+        { ...config, profiles: new Map([["default", { images: [image] }]]) },
+        Date.now(),
+      );
+      const token = randomBytes(32).toString("hex");
+      made.add(id);
+      return {
+        spec: {
+          id,
+          image,
+          meta: metaOf(record),
+          runnerdEnv: runnerdEnvironment(sha256Hex(token), {}),
+          resources: { cpus: 0.5, memoryMb: 256, pids: 256 },
+        },
+        token,
+      };
+    }
+
+    async function create(id: string, image: string): Promise<RunningSession & { session: BackendSession }> {
+      const { spec, token } = specOf(id, image);
+      const session = await h.backend.create(spec, AbortSignal.timeout(h.createTimeoutMs));
+      if (!session.endpoint) throw new Error("a created session has no endpoint");
+      return { id, endpoint: session.endpoint, token, session };
+    }
+
+    /** Asks runnerd itself: proves the address is right and runnerd got its token's hash. */
+    async function runnerdAnswers(s: RunningSession): Promise<void> {
+      const deadline = Date.now() + h.createTimeoutMs;
+      for (;;) {
+        try {
+          const response = await fetch(`http://${s.endpoint.host}:${s.endpoint.port}/v1/status`, {
+            headers: { authorization: `Bearer ${s.token}` },
+            signal: AbortSignal.timeout(1000),
+          });
+          expect(response.status).toBe(200);
+          RunnerdStatusSchema.parse(await response.json());
+          return;
+        } catch (error) {
+          if (Date.now() > deadline) throw error;
+          await delay(50);
+        }
+      }
+    }
+
+    async function nothingLeftOf(id: string): Promise<void> {
+      expect(await h.backend.find(id)).toBeUndefined();
+      expect((await h.backend.owned()).filter((o) => o.sessionId === id)).toEqual([]);
+    }
+
+    /** Starts listening to the change feed for the session's failure (before the harm is done). */
+    function failureFeed(id: string): Promise<BackendSession | undefined> {
+      return new Promise((resolve) => {
+        const stop = h.backend.watch((changed, session) => {
+          if (changed === id && session?.state.phase === "failed") {
+            stop();
+            resolve(session);
+          }
+        });
+        setTimeout(() => {
+          stop();
+          resolve(undefined);
+        }, FAILURE_REPORT_MS).unref();
+      });
+    }
+
+    /** Waits until the backend reports the session failed, by lookup and by its change feed. */
+    async function reportedFailed(
+      id: string,
+      code: FailureCode,
+      feed: Promise<BackendSession | undefined>,
+    ): Promise<void> {
+      const started = Date.now();
+      let found: BackendSession | undefined;
+      while (Date.now() - started < FAILURE_REPORT_MS) {
+        found = await h.backend.find(id);
+        if (found?.state.phase === "failed") break;
+        await delay(100);
+      }
+      expect(found?.state).toMatchObject({ phase: "failed", reason: { code } });
+      if (found?.state.phase === "failed") expect(found.state.reason.message).not.toBe("");
+      expect(found?.endpoint).toBeUndefined();
+      expect((await feed)?.state).toMatchObject({ phase: "failed", reason: { code } });
+    }
+
+    it(
+      "creates a running session whose runnerd answers at the address it reports",
+      async () => {
+        const s = await create(newId("run"), h.images.runs);
+        expect(s.session.state).toEqual({ phase: "running" });
+        await runnerdAnswers(s);
+        await h.backend.destroy(s.id);
+      },
+      TEST_TIMEOUT_MS,
+    );
+
+    it(
+      "keeps labels and annotations at their limits, and finds and lists the session by them",
+      async () => {
+        const id = `${"l".repeat(56)}-${randomBytes(3).toString("hex")}`;
+        const { spec } = specOf(id, h.images.runs, 32);
+        const before = recordFromMeta(spec.meta);
+        await h.backend.create(spec, AbortSignal.timeout(h.createTimeoutMs));
+        const found = await h.backend.find(id);
+        expect(found && recordFromMeta(found.meta)).toEqual(before);
+        const listed = (await h.backend.list()).find((s) => s.id === id);
+        expect(listed && recordFromMeta(listed.meta)).toEqual(before);
+        expect((await h.backend.owned()).some((o) => o.sessionId === id)).toBe(true);
+        await h.backend.destroy(id);
+      },
+      TEST_TIMEOUT_MS,
+    );
+
+    it(
+      "refuses a second create of the same id with a conflict, leaving the first untouched",
+      async () => {
+        const s = await create(newId("twice"), h.images.runs);
+        const { spec } = specOf(s.id, h.images.runs);
+        await expect(h.backend.create(spec, AbortSignal.timeout(h.createTimeoutMs))).rejects.toBeInstanceOf(
+          BackendConflictError,
+        );
+        expect((await h.backend.find(s.id))?.state.phase).toBe("running");
+        await runnerdAnswers(s);
+        await h.backend.destroy(s.id);
+      },
+      TEST_TIMEOUT_MS,
+    );
+
+    it(
+      "makes one session of concurrent creates of one id",
+      async () => {
+        const id = newId("race");
+        const results = await Promise.allSettled(
+          [0, 1, 2, 3].map(() =>
+            h.backend.create(specOf(id, h.images.runs).spec, AbortSignal.timeout(h.createTimeoutMs)),
+          ),
+        );
+        expect(results.filter((r) => r.status === "fulfilled")).toHaveLength(1);
+        for (const r of results) {
+          if (r.status === "rejected") expect(r.reason).toBeInstanceOf(BackendConflictError);
+        }
+        expect((await h.backend.list()).filter((s) => s.id === id)).toHaveLength(1);
+        await h.backend.destroy(id);
+      },
+      TEST_TIMEOUT_MS,
+    );
+
+    it(
+      "destroys idempotently: true, then false, and nothing of the session is left",
+      async () => {
+        const s = await create(newId("gone"), h.images.runs);
+        expect(await h.backend.destroy(s.id)).toBe(true);
+        expect(await h.backend.destroy(s.id)).toBe(false);
+        await nothingLeftOf(s.id);
+        expect(await h.backend.destroy(newId("never"))).toBe(false);
+      },
+      TEST_TIMEOUT_MS,
+    );
+
+    it(
+      "reports a missing image as such and leaves nothing behind",
+      async () => {
+        const id = newId("noimage");
+        await expect(
+          h.backend.create(specOf(id, h.images.missing).spec, AbortSignal.timeout(h.createTimeoutMs)),
+        ).rejects.toBeInstanceOf(ImageUnavailableError);
+        await nothingLeftOf(id);
+      },
+      TEST_TIMEOUT_MS,
+    );
+
+    it(
+      "fails a create whose container exits, or reports it failed at once; nothing is left",
+      async () => {
+        const id = newId("quits");
+        const started = Date.now();
+        const feed = failureFeed(id);
+        const error = await h.backend
+          .create(specOf(id, h.images.quits).spec, AbortSignal.timeout(h.createTimeoutMs))
+          .catch((e: unknown) => e);
+        if (error instanceof Error) {
+          // It exited before it had an address: the create says why and leaves nothing.
+          expect(error).toBeInstanceOf(StartFailedError);
+          if (error instanceof StartFailedError) expect(error.reason.code).toBe("exited");
+          expect(Date.now() - started).toBeLessThan(h.createTimeoutMs);
+          await nothingLeftOf(id);
+        } else {
+          // It had an address for a moment: the backend must report the exit, and the caller
+          // (which waits for runnerd) removes it.
+          await reportedFailed(id, "exited", feed);
+          expect(await h.backend.destroy(id)).toBe(true);
+          await nothingLeftOf(id);
+        }
+      },
+      TEST_TIMEOUT_MS,
+    );
+
+    it(
+      "gives up at the deadline its signal carries, leaving nothing",
+      async () => {
+        const id = newId("late");
+        const error = await h.backend
+          .create(specOf(id, h.images.silent).spec, AbortSignal.timeout(1500))
+          .catch((e: unknown) => e);
+        // A silent runnerd may still get an address: then the create returns and the caller's
+        // own wait for runnerd enforces the deadline. Either way nothing is left on failure.
+        if (error instanceof Error) {
+          expect(error).toBeInstanceOf(StartTimeoutError);
+          await nothingLeftOf(id);
+        } else {
+          await h.backend.destroy(id);
+        }
+        const aborted = newId("aborted");
+        const controller = new AbortController();
+        controller.abort();
+        await expect(h.backend.create(specOf(aborted, h.images.silent).spec, controller.signal)).rejects.toBeInstanceOf(
+          StartTimeoutError,
+        );
+        await nothingLeftOf(aborted);
+      },
+      TEST_TIMEOUT_MS,
+    );
+
+    it(
+      "reports a killed session as failed with the reason, by lookup and by its change feed",
+      async () => {
+        const s = await create(newId("killed"), h.images.runs);
+        const feed = failureFeed(s.id);
+        await h.kill(s);
+        await reportedFailed(s.id, "exited", feed);
+        expect(await h.backend.destroy(s.id)).toBe(true);
+        await nothingLeftOf(s.id);
+      },
+      TEST_TIMEOUT_MS,
+    );
+
+    it(
+      "reports an out-of-memory kill as oom-killed",
+      async () => {
+        const s = await create(newId("oom"), h.images.oom);
+        await runnerdAnswers(s);
+        const feed = failureFeed(s.id);
+        await h.oomKill(s);
+        await reportedFailed(s.id, "oom-killed", feed);
+        await h.backend.destroy(s.id);
+        await nothingLeftOf(s.id);
+      },
+      TEST_TIMEOUT_MS,
+    );
+
+    it(
+      "reports a session removed behind its back as failed (removed) or gone, never as running",
+      async () => {
+        const s = await create(newId("removed"), h.images.runs);
+        await h.removeOutOfBand(s);
+        const deadline = Date.now() + 20_000;
+        let found = await h.backend.find(s.id);
+        while (found !== undefined && found.state.phase !== "failed" && Date.now() < deadline) {
+          expect(found.state.phase).not.toBe("running");
+          await delay(200);
+          found = await h.backend.find(s.id);
+        }
+        if (found) expect(found.state).toMatchObject({ phase: "failed", reason: { code: "removed" } });
+        await h.backend.destroy(s.id);
+        await nothingLeftOf(s.id);
+      },
+      TEST_TIMEOUT_MS,
+    );
+  });
+}

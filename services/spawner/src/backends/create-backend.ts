@@ -1,0 +1,25 @@
+import type { Logger } from "@sbx/edge";
+import type { Config } from "../config.js";
+import type { SessionBackend } from "./backend.js";
+import { DockerBackend } from "./docker/docker-backend.js";
+
+/** The backend SPAWNER_BACKEND names, with its own settings. */
+export function createBackend(config: Config, log: Logger): SessionBackend {
+  const settings = config.backend;
+  switch (settings.kind) {
+    case "docker":
+      return new DockerBackend(
+        {
+          socket: settings.socket,
+          deployment: config.deployment,
+          network: settings.network,
+          access: settings.access,
+          pull: settings.pull,
+          // A create makes its container right after its volume (the image is pulled before either),
+          // so a volume alone for longer than this lost its container to someone else.
+          orphanVolumeGraceMs: 10_000,
+        },
+        log,
+      );
+  }
+}

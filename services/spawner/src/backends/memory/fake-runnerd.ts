@@ -1,0 +1,152 @@
+import { randomUUID } from "node:crypto";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { Socket } from "node:net";
+import { encodeSseEvent, type Lease, LeaseSchema, SSE_HEARTBEAT, sha256Hex } from "@sbx/protocol";
+
+/**
+ * A stand-in for runnerd, for unit tests of the spawner: a real HTTP server
+ * on 127.0.0.1 that answers what the spawner itself calls (status, lease,
+ * env) and serves exec event streams that stay open until the exec is
+ * finished or the server dies. The real runnerd is tested on its own.
+ */
+export class FakeRunnerd {
+  readonly server: Server;
+  private readonly sockets = new Set<Socket>();
+  private readonly env = new Map<string, string>();
+  private lease: Lease | null = null;
+  private lastActivityAt = Date.now();
+  private readonly incarnation = randomUUID();
+  private readonly bootedAt = Date.now();
+  /** Open event streams by exec id. */
+  private readonly streams = new Map<string, Set<ServerResponse>>();
+  private liveExecs = new Set<string>();
+  /** When frozen, the server accepts and reads but never answers: a container that died without a RST. */
+  private frozen = false;
+
+  constructor(private readonly tokenSha256: string) {
+    this.server = createServer((req, res) => this.handle(req, res));
+    this.server.on("connection", (socket) => {
+      this.sockets.add(socket);
+      socket.on("close", () => this.sockets.delete(socket));
+    });
+  }
+
+  async listen(): Promise<number> {
+    await new Promise<void>((resolve) => this.server.listen(0, "127.0.0.1", resolve));
+    const address = this.server.address();
+    if (address === null || typeof address === "string") throw new Error("fake runnerd has no port");
+    return address.port;
+  }
+
+  /** The session env as runnerd would hold it (for tests). */
+  envNames(): string[] {
+    return [...this.env.keys()].sort();
+  }
+
+  /** Ends a running exec: its streams get an exit event and close. */
+  finishExec(execId: string, exitCode = 0): void {
+    this.liveExecs.delete(execId);
+    for (const res of this.streams.get(execId) ?? []) {
+      res.end(
+        encodeSseEvent({
+          seq: 2,
+          type: "exit",
+          data: {
+            exitCode,
+            signal: null,
+            outcome: exitCode === 0 ? "completed" : "failed",
+            durationMs: 1,
+            truncated: false,
+          },
+        }),
+      );
+    }
+    this.streams.delete(execId);
+  }
+
+  /** Stops answering without closing anything, as a host that vanished. */
+  freeze(): void {
+    this.frozen = true;
+    this.server.close();
+  }
+
+  /** Closes every connection and the server, as a process that exited. */
+  async stop(): Promise<void> {
+    for (const socket of this.sockets) socket.destroy();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+
+  private authorized(req: IncomingMessage): boolean {
+    const header = req.headers.authorization ?? "";
+    return header.startsWith("Bearer ") && sha256Hex(header.slice("Bearer ".length)) === this.tokenSha256;
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (this.frozen) return;
+    const body = await readBody(req);
+    if (!this.authorized(req)) return json(res, 401, { error: { code: "UNAUTHORIZED", message: "bad token" } });
+    const url = new URL(req.url ?? "/", "http://runnerd");
+    const route = `${req.method} ${url.pathname}`;
+    if (route === "GET /v1/status") {
+      return json(res, 200, {
+        version: "fake",
+        incarnation: this.incarnation,
+        bootedAt: this.bootedAt,
+        lastActivityAt: this.lastActivityAt,
+        liveExecs: this.liveExecs.size,
+        lease: this.lease,
+      });
+    }
+    this.lastActivityAt = Date.now();
+    if (route === "PUT /v1/lease") {
+      this.lease = LeaseSchema.parse(JSON.parse(body));
+      return json(res, 200, { lease: this.lease });
+    }
+    if (route === "PATCH /v1/env") {
+      const patch: { set?: Record<string, string>; unset?: string[] } = JSON.parse(body);
+      for (const [name, value] of Object.entries(patch.set ?? {})) this.env.set(name, value);
+      for (const name of patch.unset ?? []) this.env.delete(name);
+      return json(res, 200, { names: this.envNames(), denied: [] });
+    }
+    if (route === "POST /v1/execs") {
+      const request: { execId?: string } = JSON.parse(body);
+      const execId = request.execId ?? randomUUID();
+      this.liveExecs.add(execId);
+      return this.stream(execId, res, true);
+    }
+    const events = url.pathname.match(/^\/v1\/execs\/([^/]+)\/events$/);
+    if (req.method === "GET" && events?.[1] !== undefined) {
+      if (!this.liveExecs.has(events[1])) {
+        return json(res, 404, { error: { code: "EXEC_NOT_FOUND", message: `no exec ${events[1]}` } });
+      }
+      return this.stream(events[1], res, false);
+    }
+    return json(res, 404, { error: { code: "NOT_FOUND", message: `no route ${route}` } });
+  }
+
+  private stream(execId: string, res: ServerResponse, started: boolean): void {
+    res.writeHead(200, { "content-type": "text/event-stream", "x-exec-id": execId });
+    if (started)
+      res.write(encodeSseEvent({ seq: 1, type: "started", data: { execId, pid: 4242, startedAt: Date.now() } }));
+    else res.write(SSE_HEARTBEAT);
+    let open = this.streams.get(execId);
+    if (!open) {
+      open = new Set();
+      this.streams.set(execId, open);
+    }
+    open.add(res);
+    res.on("close", () => open.delete(res));
+  }
+}
+
+function json(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(text) });
+  res.end(text);
+}
+
+async function readBody(req: IncomingMessage): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of req) chunks.push(chunk);
+  return Buffer.concat(chunks).toString("utf8");
+}

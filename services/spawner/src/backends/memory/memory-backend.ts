@@ -1,0 +1,204 @@
+import { setTimeout as delay } from "node:timers/promises";
+import type { FailureReason } from "@sbx/protocol";
+import type {
+  BackendSession,
+  BackendSessionSpec,
+  BackendState,
+  OwnedObject,
+  SessionBackend,
+  SessionListener,
+} from "../backend.js";
+import {
+  BackendConflictError,
+  BackendUnavailableError,
+  ImageUnavailableError,
+  StartFailedError,
+  StartTimeoutError,
+} from "../backend-errors.js";
+import { FakeRunnerd } from "./fake-runnerd.js";
+
+export interface MemoryBackendOptions {
+  /** The platform it stands in for, as sessions report it. */
+  kind?: SessionBackend["kind"];
+  /** Images that run and whose runnerd answers. */
+  images?: string[];
+  /** Images whose container exits at once (exit code 1). */
+  quittingImages?: string[];
+  /** Images that run but never get an address: creates end at their deadline. */
+  silentImages?: string[];
+  /** How long a start takes before runnerd answers. */
+  startDelayMs?: number;
+}
+
+interface Entry {
+  session: BackendSession;
+  runnerd: FakeRunnerd | undefined;
+}
+
+/**
+ * A backend in memory, for fast tests of the spawner's own logic (no Docker,
+ * no cluster): sessions are records, each with a fake runnerd listening on
+ * 127.0.0.1 so the proxy and control calls run over real HTTP. Test controls
+ * (`fail`, `removeOutOfBand`, `setReachable`) play what a platform does to
+ * a session behind the spawner's back.
+ */
+export class MemoryBackend implements SessionBackend {
+  readonly kind: SessionBackend["kind"];
+  private readonly entries = new Map<string, Entry>();
+  private readonly listeners = new Set<SessionListener>();
+  private reachable = true;
+  private readonly images: Set<string>;
+
+  constructor(private readonly options: MemoryBackendOptions = {}) {
+    this.kind = options.kind ?? "docker";
+    this.images = new Set(options.images ?? ["sbx-runtime:latest"]);
+  }
+
+  async init(): Promise<void> {
+    this.check();
+  }
+
+  async ping(): Promise<void> {
+    this.check();
+  }
+
+  async create(spec: BackendSessionSpec, signal: AbortSignal): Promise<BackendSession> {
+    this.check();
+    if (this.entries.has(spec.id)) throw new BackendConflictError(`session ${spec.id} exists`);
+    if (signal.aborted) throw new StartTimeoutError("the create's deadline passed before the session was made");
+    const quitting = this.options.quittingImages?.includes(spec.image) ?? false;
+    const silent = this.options.silentImages?.includes(spec.image) ?? false;
+    if (!this.images.has(spec.image) && !quitting && !silent) {
+      throw new ImageUnavailableError(spec.image, `image ${spec.image} is not present`);
+    }
+    const entry: Entry = {
+      session: { id: spec.id, meta: spec.meta, state: { phase: "starting" }, endpoint: undefined },
+      runnerd: undefined,
+    };
+    this.entries.set(spec.id, entry);
+    this.emit(spec.id);
+    try {
+      if (this.options.startDelayMs) await delay(this.options.startDelayMs, undefined, { signal });
+      if (quitting) {
+        throw new StartFailedError({
+          code: "exited",
+          message: "the session container exited with code 1 before runnerd answered",
+          exitCode: 1,
+          at: Date.now(),
+        });
+      }
+      if (silent) {
+        await new Promise((_, reject) => {
+          signal.addEventListener("abort", () => reject(new StartTimeoutError("no address in time")), { once: true });
+        });
+      }
+      const runnerd = new FakeRunnerd(spec.runnerdEnv.RUNNERD_TOKEN_SHA256 ?? "");
+      const port = await runnerd.listen();
+      if (this.entries.get(spec.id) !== entry) {
+        await runnerd.stop();
+        throw new BackendConflictError(`session ${spec.id} was removed while it started`);
+      }
+      entry.runnerd = runnerd;
+      entry.session = { ...entry.session, state: { phase: "running" }, endpoint: { host: "127.0.0.1", port } };
+      this.emit(spec.id);
+      return entry.session;
+    } catch (error) {
+      if (this.entries.get(spec.id) === entry) this.entries.delete(spec.id);
+      this.emit(spec.id);
+      if (signal.aborted && !(error instanceof StartFailedError)) throw new StartTimeoutError("no address in time");
+      throw error;
+    }
+  }
+
+  async find(id: string): Promise<BackendSession | undefined> {
+    this.check();
+    return this.entries.get(id)?.session;
+  }
+
+  async list(): Promise<BackendSession[]> {
+    this.check();
+    return [...this.entries.values()].map((e) => e.session);
+  }
+
+  async destroy(id: string): Promise<boolean> {
+    this.check();
+    const entry = this.entries.get(id);
+    if (!entry) return false;
+    this.entries.delete(id);
+    await entry.runnerd?.stop();
+    this.emit(id);
+    return true;
+  }
+
+  watch(listener: SessionListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  async owned(): Promise<OwnedObject[]> {
+    this.check();
+    return [...this.entries.keys()].flatMap((id) => [
+      { kind: "container" as const, name: id, sessionId: id },
+      { kind: "volume" as const, name: `${id}-workspace`, sessionId: id },
+    ]);
+  }
+
+  // ---- test controls ---------------------------------------------------
+
+  /** The fake runnerd of a running session. */
+  runnerd(id: string): FakeRunnerd {
+    const runnerd = this.entries.get(id)?.runnerd;
+    if (!runnerd) throw new Error(`session ${id} has no runnerd`);
+    return runnerd;
+  }
+
+  /**
+   * The session's container dies. `silent`: its address stops answering
+   * without closing connections (a vanished network namespace), so only the
+   * backend's report can tell.
+   */
+  async fail(id: string, reason: FailureReason, options: { silent?: boolean; quiet?: boolean } = {}): Promise<void> {
+    const entry = this.entries.get(id);
+    if (!entry) throw new Error(`no session ${id}`);
+    if (options.silent) entry.runnerd?.freeze();
+    else await entry.runnerd?.stop();
+    entry.session = { ...entry.session, state: { phase: "failed", reason }, endpoint: undefined };
+    // `quiet`: the platform does not tell watchers (a missed event); lookups still see it.
+    if (!options.quiet) this.emit(id);
+  }
+
+  /** Someone else removed the container; its workspace is left, as a Docker volume would be. */
+  async removeOutOfBand(id: string): Promise<void> {
+    await this.fail(id, {
+      code: "removed",
+      message: "the session container was removed by someone other than the spawner",
+      at: null,
+    });
+  }
+
+  setState(id: string, state: BackendState): void {
+    const entry = this.entries.get(id);
+    if (!entry) throw new Error(`no session ${id}`);
+    entry.session = { ...entry.session, state };
+    this.emit(id);
+  }
+
+  /** false: every call fails as if the platform were down. */
+  setReachable(reachable: boolean): void {
+    this.reachable = reachable;
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.entries.values()].map((e) => e.runnerd?.stop()));
+    this.entries.clear();
+  }
+
+  private check(): void {
+    if (!this.reachable) throw new BackendUnavailableError("the in-memory platform is switched off");
+  }
+
+  private emit(id: string): void {
+    const session = this.entries.get(id)?.session;
+    for (const listener of this.listeners) listener(id, session);
+  }
+}

@@ -1,0 +1,148 @@
+import type { Clock, Logger } from "@sbx/edge";
+import { ApiError } from "@sbx/protocol";
+import type { BackendSession, BackendState, Endpoint, SessionBackend } from "../backends/backend.js";
+import { recordFromMeta, type SessionRecord } from "./session-record.js";
+
+/** A session as this replica last saw it in its backend. */
+export interface KnownSession {
+  record: SessionRecord;
+  state: BackendState;
+  endpoint: Endpoint | undefined;
+  /** When this replica first saw it failed: the failure time where the backend cannot tell it. */
+  failedSeenAt: number | undefined;
+}
+
+/** Told when a session stops being reachable (failed, terminating, gone), so its live streams can be ended. */
+export type LossListener = (id: string, why: "failed" | "terminating" | "gone") => void;
+
+/** How long a session this replica deleted stays deleted against stale backend reports. */
+const TOMBSTONE_MS = 10_000;
+
+/**
+ * The replica's cache of its backend's sessions. Holds no truth: it is
+ * refilled on a miss, by periodic adoption and by the backend's change feed,
+ * so any replica can serve any session and learns within moments when one
+ * dies.
+ */
+export class SessionRegistry {
+  private readonly known = new Map<string, KnownSession>();
+  /** Sessions this replica deleted, by id, with when: a late report must not bring them back. */
+  private readonly deleted = new Map<string, number>();
+  private readonly lossListeners = new Set<LossListener>();
+
+  constructor(
+    private readonly backend: SessionBackend,
+    private readonly clock: Clock,
+    private readonly log: Logger,
+  ) {}
+
+  onLoss(listener: LossListener): void {
+    this.lossListeners.add(listener);
+  }
+
+  /** Follows the backend's change feed until the returned function is called. */
+  follow(): () => void {
+    return this.backend.watch((id, session) => this.apply(id, session));
+  }
+
+  cached(id: string): KnownSession | undefined {
+    return this.known.get(id);
+  }
+
+  values(): KnownSession[] {
+    return [...this.known.values()];
+  }
+
+  /** The session from the cache, or from the backend on a miss; SESSION_NOT_FOUND when it has none. */
+  async lookup(id: string): Promise<KnownSession> {
+    const cached = this.known.get(id);
+    if (cached) return cached;
+    const known = await this.refresh(id);
+    if (!known) throw new ApiError("SESSION_NOT_FOUND", `no session ${id}`);
+    return known;
+  }
+
+  /** Asks the backend again and updates the cache. */
+  async refresh(id: string): Promise<KnownSession | undefined> {
+    this.apply(id, await this.backend.find(id), { authoritative: true });
+    return this.known.get(id);
+  }
+
+  /** Lists the backend and replaces the cache: how sessions of other replicas (or an earlier run) are adopted. */
+  async adopt(): Promise<number> {
+    const found = await this.backend.list();
+    const seen = new Set<string>();
+    for (const session of found) {
+      if (this.apply(session.id, session, { authoritative: true })) seen.add(session.id);
+    }
+    for (const id of this.known.keys()) if (!seen.has(id)) this.apply(id, undefined, { authoritative: true });
+    return seen.size;
+  }
+
+  /** A session this replica made (or adopted while creating). */
+  remember(record: SessionRecord, session: BackendSession): KnownSession {
+    this.deleted.delete(record.id);
+    const known = this.toKnown(record, session, undefined);
+    this.known.set(record.id, known);
+    return known;
+  }
+
+  /** A session this replica deleted. */
+  forget(id: string): void {
+    this.deleted.set(id, this.clock.now());
+    this.apply(id, undefined, { authoritative: true });
+  }
+
+  /**
+   * Takes one report of a session. A report from the change feed may be
+   * stale by the time it lands; one about a session this replica just deleted
+   * is ignored unless it is a newer session of the same id.
+   * Returns whether the session is now known.
+   */
+  apply(id: string, session: BackendSession | undefined, options: { authoritative?: boolean } = {}): boolean {
+    const before = this.known.get(id);
+    if (!session) {
+      this.known.delete(id);
+      if (before && isReachable(before.state)) this.lost(id, "gone");
+      return false;
+    }
+    const record = recordFromMeta(session.meta);
+    if (!record) {
+      this.log.warn({ sessionId: id }, "backend object with incomplete sbx labels ignored");
+      return false;
+    }
+    const deletedAt = this.deleted.get(id);
+    if (deletedAt !== undefined) {
+      if (this.clock.now() - deletedAt > TOMBSTONE_MS) this.deleted.delete(id);
+      else if (record.createdAt <= deletedAt && !options.authoritative) return false;
+    }
+    const known = this.toKnown(record, session, before);
+    this.known.set(id, known);
+    if (before && isReachable(before.state) && !isReachable(known.state)) {
+      this.lost(id, known.state.phase === "failed" ? "failed" : "terminating");
+    }
+    if (known.state.phase === "failed" && before?.state.phase !== "failed") {
+      this.log.warn({ sessionId: id, reason: known.state.reason }, "session failed");
+    }
+    return true;
+  }
+
+  private toKnown(record: SessionRecord, session: BackendSession, before: KnownSession | undefined): KnownSession {
+    const failed = session.state.phase === "failed";
+    const sameSession = before !== undefined && before.record.createdAt === record.createdAt;
+    return {
+      record,
+      state: session.state,
+      endpoint: session.endpoint,
+      failedSeenAt: failed ? ((sameSession ? before.failedSeenAt : undefined) ?? this.clock.now()) : undefined,
+    };
+  }
+
+  private lost(id: string, why: "failed" | "terminating" | "gone"): void {
+    for (const listener of this.lossListeners) listener(id, why);
+  }
+}
+
+function isReachable(state: BackendState): boolean {
+  return state.phase === "running" || state.phase === "starting";
+}

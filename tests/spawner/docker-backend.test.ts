@@ -1,0 +1,65 @@
+import { randomBytes } from "node:crypto";
+import { createLogger } from "@sbx/edge";
+import { describe, it } from "vitest";
+import { runBackendConformance } from "../../services/spawner/src/backends/backend-conformance.js";
+import { DockerBackend } from "../../services/spawner/src/backends/docker/docker-backend.js";
+import {
+  buildMisbehavingImage,
+  docker,
+  dockerUnavailable,
+  MISSING_IMAGE,
+  OOM_TRIGGER_FILE,
+  RUNTIME_IMAGE,
+  removeDeployment,
+} from "../support/docker.js";
+
+const skip = await dockerUnavailable();
+if (skip) {
+  console.warn(`SKIPPING the Docker backend conformance suite: ${skip}`);
+  describe("backend conformance: docker", () => {
+    it.skip(`skipped: ${skip}`, () => {});
+  });
+} else {
+  runBackendConformance("docker", async () => {
+    const deployment = `conf-${randomBytes(3).toString("hex")}`;
+    const backend = new DockerBackend(
+      {
+        socket: "/var/run/docker.sock",
+        deployment,
+        network: `sbx-${deployment}`,
+        access: "published",
+        pull: "never",
+        orphanVolumeGraceMs: 10_000,
+      },
+      createLogger("conformance", "warn"),
+    );
+    await backend.init();
+    const [quits, silent, oom] = await Promise.all([
+      buildMisbehavingImage("quitting"),
+      buildMisbehavingImage("silent"),
+      buildMisbehavingImage("oom"),
+    ]);
+    return {
+      backend,
+      images: { runs: RUNTIME_IMAGE, missing: MISSING_IMAGE, quits, silent, oom },
+      createTimeoutMs: 30_000,
+      kill: async (s) => {
+        await docker("kill", backend.containerName(s.id));
+      },
+      oomKill: async (s) => {
+        const response = await fetch(
+          `http://${s.endpoint.host}:${s.endpoint.port}/v1/files/content?path=${OOM_TRIGGER_FILE}`,
+          { method: "PUT", headers: { authorization: `Bearer ${s.token}` }, body: "now" },
+        );
+        if (!response.ok) throw new Error(`could not cue the oom image: ${response.status}`);
+      },
+      removeOutOfBand: async (s) => {
+        await docker("rm", "-f", backend.containerName(s.id));
+      },
+      teardown: async () => {
+        await removeDeployment(deployment);
+        await docker("rmi", "-f", quits, silent, oom).catch(() => "");
+      },
+    };
+  });
+}
