@@ -6,6 +6,8 @@
 #
 #   cluster.sh up                      build if needed, start, wait for the node
 #   cluster.sh down                    stop everything, undo every host change
+#   cluster.sh purge                   down, then forget the cluster's state
+#                                      (etcd, Pods, images, PVs, certs; keeps the build)
 #   cluster.sh status                  what runs, and the node
 #   cluster.sh env                     eval "$(cluster.sh env)" for kubectl
 #   cluster.sh load [IMAGE...]         copy Docker images into the cluster
@@ -234,26 +236,29 @@ newest_debian_go() {
 # for go.mod; else a go >= 1.21 that fetches GO_FALLBACK_TOOLCHAIN; else
 # Debian's go installed first.
 choose_go() {
-	local need cand v best="" bestv=0 pass
+	local need cand v pass best="" bestv=""
 	need=$(awk '$1 == "go" {print $2; exit}' "$HERE/go.mod")
-	for pass in 1 2; do
-		local -a cands=("$(command -v go || true)" /usr/local/go/bin/go /usr/lib/go-1.*/bin/go)
-		# SBX_GO: use that go binary and no other
-		[[ -z ${SBX_GO:-} ]] || cands=("$SBX_GO")
-		for cand in "${cands[@]}"; do
-			[[ -n $cand && -x $cand ]] || continue
-			v=$(go_version "$cand") || continue
-			[[ -n $v ]] || continue
-			if [[ $bestv == 0 ]] || version_ge "$v" "$bestv"; then
-				best=$cand
-				bestv=$v
-			fi
+	if [[ -n ${SBX_GO:-} ]]; then # that go binary and no other
+		best=$SBX_GO
+		bestv=$(go_version "$best") || true
+		if [[ -z $bestv ]] || ! version_ge "$bestv" 1.21; then die "SBX_GO=$SBX_GO is not a go >= 1.21"; fi
+	else
+		for pass in 1 2; do
+			for cand in "$(command -v go || true)" /usr/local/go/bin/go /usr/lib/go-1.*/bin/go; do
+				[[ -n $cand && -x $cand ]] || continue
+				v=$(go_version "$cand") || continue
+				[[ -n $v ]] || continue
+				if [[ -z $bestv ]] || version_ge "$v" "$bestv"; then
+					best=$cand
+					bestv=$v
+				fi
+			done
+			if [[ -n $bestv ]] && version_ge "$bestv" 1.21; then break; fi
+			[[ $pass == 1 ]] || die "no go >= 1.21 even after installing Debian's"
+			log "no go >= 1.21 on this machine (newest: ${best:-none} ${bestv}); installing Debian's"
+			install_debian_go
 		done
-		if [[ -n $best ]] && version_ge "$bestv" 1.21; then break; fi
-		[[ $pass == 1 ]] || die "no usable go binary"
-		log "no go >= 1.21 on this machine (newest found: ${best:-none} $bestv); installing Debian's"
-		install_debian_go
-	done
+	fi
 	GO=$best
 	if version_ge "$bestv" "$need"; then
 		GOTOOLCHAIN=local
@@ -1011,6 +1016,16 @@ kill_pod_leftovers() {
 	return 0
 }
 
+cmd_purge() {
+	cmd_down
+	unmount_ours
+	local d
+	for d in etcd kubelet containerd pv pki conf cni-ipam images pod-logs pids saved admin.kubeconfig; do
+		rm -rf "${CLUSTER_HOME:?}/$d"
+	done
+	log "state removed from $CLUSTER_HOME (kept: bin/, go/ caches, logs/)"
+}
+
 cmd_status() {
 	local c pid rc=0
 	for c in "${COMPONENTS[@]}"; do
@@ -1045,7 +1060,7 @@ cmd_kubeconfig_for_sa() {
 	echo "$out"
 }
 
-usage() { sed -n '2,16p' "$SELF" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,18p' "$SELF" | sed 's/^# \{0,1\}//'; }
 
 main() {
 	local cmd=${1:-}
@@ -1053,6 +1068,7 @@ main() {
 	case $cmd in
 	up) cmd_up ;;
 	down) cmd_down ;;
+	purge) cmd_purge ;;
 	status) cmd_status ;;
 	env) cmd_env ;;
 	build) cmd_build && print_timings ;;

@@ -96,7 +96,7 @@ describe.skipIf(skip !== undefined)("the sbx command line against a real spawner
     ]);
     expect(created.code).toBe(0);
     id = created.stdout.toString().trim();
-    expect(id).toMatch(/^s-[a-z2-7]{12}$/);
+    expect(id).toMatch(/^s-[a-z0-9]{12}$/);
     const listed = await sbx(["ls", "--label", "suite=cli"]);
     expect(listed.stdout.toString()).toMatch(new RegExp(`^ID\\s+ORG.*\\n${id}\\s+cli`));
     const json = await sbx(["--json", "ls", "--org", "cli"]);

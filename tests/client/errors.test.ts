@@ -11,8 +11,8 @@ import {
   SandboxClient,
   type SandboxError,
   SessionConflictError,
+  SessionFailedError,
   SessionNotFoundError,
-  SessionNotReadyError,
   SessionStartTimeoutError,
   UnauthorizedError,
   UpstreamError,
@@ -134,12 +134,14 @@ describe.skipIf(skip !== undefined)("typed SDK errors, one per error code", () =
     await client.deleteSession("second");
   });
 
-  it("RunnerdUnreachableError and SessionNotReadyError when a session's runnerd cannot be reached", async () => {
+  it("RunnerdUnreachableError when a session's runnerd cannot be reached, SessionFailedError once it died", async () => {
     const name = `sbx-${spawner.deployment}-errs`;
     await docker("network", "disconnect", "-f", `sbx-${spawner.deployment}`, name);
     await expectError(client.session("errs").run({ argv: ["true"] }), RunnerdUnreachableError, "RUNNERD_UNREACHABLE");
     await docker("stop", "-t", "1", name);
-    await expectError(client.session("errs").listExecs(), SessionNotReadyError, "SESSION_NOT_READY");
+    const failed = await expectError(client.session("errs").listExecs(), SessionFailedError, "SESSION_FAILED");
+    expect(failed.status).toBe(410);
+    expect(failed.reason).toMatchObject({ code: "exited" });
   });
 
   it("BackendUnavailableError when the spawner cannot reach Docker", async () => {

@@ -1,9 +1,8 @@
 import { randomBytes } from "node:crypto";
-import { createLogger } from "@sbx/edge";
 import { describe, it } from "vitest";
 import { runBackendConformance } from "../../services/spawner/src/backends/backend-conformance.js";
-import { DockerBackend } from "../../services/spawner/src/backends/docker/docker-backend.js";
 import {
+  backendOf,
   buildMisbehavingImage,
   docker,
   dockerUnavailable,
@@ -22,17 +21,7 @@ if (skip) {
 } else {
   runBackendConformance("docker", async () => {
     const deployment = `conf-${randomBytes(3).toString("hex")}`;
-    const backend = new DockerBackend(
-      {
-        socket: "/var/run/docker.sock",
-        deployment,
-        network: `sbx-${deployment}`,
-        access: "published",
-        pull: "never",
-        orphanVolumeGraceMs: 10_000,
-      },
-      createLogger("conformance", "warn"),
-    );
+    const backend = backendOf(deployment);
     await backend.init();
     const [quits, silent, oom] = await Promise.all([
       buildMisbehavingImage("quitting"),

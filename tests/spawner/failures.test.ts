@@ -69,14 +69,19 @@ describe.skipIf(skip !== undefined)("failed creates leave nothing behind", () =>
   it.each([
     ["at once", () => QUITTING_IMAGE],
     ["a second after it started", () => DYING_IMAGE],
-  ])("fails before the deadline, not at it, when the container stops by itself %s", async (_when, image) => {
-    const started = Date.now();
-    const result = await spawner.json("POST", "/v1/sessions", { org: "o1", profile: "broken", image: image() });
-    expect(result.status).toBe(504);
-    expect(ErrorEnvelopeSchema.parse(result.body).error.message).toMatch(/stopped/);
-    expect(Date.now() - started).toBeLessThan(CREATE_TIMEOUT_MS);
-    await expectNothingLeft();
-  });
+  ])(
+    "fails before the deadline, not at it, with the exit as its reason, when the container stops by itself %s",
+    async (_when, image) => {
+      const started = Date.now();
+      const result = await spawner.json("POST", "/v1/sessions", { org: "o1", profile: "broken", image: image() });
+      expect(result.status).toBe(502);
+      const error = ErrorEnvelopeSchema.parse(result.body).error;
+      expect(error).toMatchObject({ code: "SESSION_START_FAILED", details: { reason: { code: "exited" } } });
+      expect(error.message).toMatch(/exited with code \d/);
+      expect(Date.now() - started).toBeLessThan(CREATE_TIMEOUT_MS);
+      await expectNothingLeft();
+    },
+  );
 
   it("makes one session of concurrent creates of one id, and answers all of them with it", async () => {
     const request = { id: "racer", org: "race" };
@@ -142,7 +147,7 @@ describe.skipIf(skip !== undefined)("failed creates leave nothing behind", () =>
     expect(fresh.status).toBe(201);
   });
 
-  it("explains a session call that cannot reach runnerd: stopped is 409, unreachable is 502, never a bare 502", async () => {
+  it("explains a session call that cannot reach runnerd: unreachable is 502, stopped is 410, never a bare 502", async () => {
     expect((await spawner.request("DELETE", "/v1/sessions/second")).status).toBe(204);
     const created = await spawner.json("POST", "/v1/sessions", { id: "cut", org: "cut" });
     expect(created.status).toBe(201);
@@ -158,8 +163,11 @@ describe.skipIf(skip !== undefined)("failed creates leave nothing behind", () =>
     expect(ErrorEnvelopeSchema.parse(await unreachable.json()).error.code).toBe("RUNNERD_UNREACHABLE");
     await docker("stop", "-t", "1", name);
     const stopped = await spawner.json("GET", "/v1/sessions/cut/execs");
-    expect(stopped.status).toBe(409);
-    expect(ErrorEnvelopeSchema.parse(stopped.body).error.code).toBe("SESSION_NOT_READY");
+    expect(stopped.status).toBe(410);
+    expect(ErrorEnvelopeSchema.parse(stopped.body).error).toMatchObject({
+      code: "SESSION_FAILED",
+      details: { reason: { code: "exited" } },
+    });
     expect((await spawner.request("DELETE", "/v1/sessions/cut")).status).toBe(204);
   });
 });

@@ -1,7 +1,8 @@
 import { execFile, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { promisify } from "node:util";
-import { LABELS } from "@sbx/protocol";
+import { createLogger } from "@sbx/edge";
+import { DockerBackend } from "../../services/spawner/src/backends/docker/docker-backend.js";
 
 const run = promisify(execFile);
 
@@ -28,25 +29,39 @@ export async function dockerUnavailable(): Promise<string | undefined> {
   return undefined;
 }
 
-/** Everything a deployment left in the engine: containers, volumes, its network. */
+/** The spawner's own Docker backend for a deployment: what tests ask about the objects it owns. */
+export function backendOf(deployment: string, access: "address" | "published" = "published"): DockerBackend {
+  return new DockerBackend(
+    {
+      socket: "/var/run/docker.sock",
+      deployment,
+      network: `sbx-${deployment}`,
+      access,
+      pull: "never",
+      orphanVolumeGraceMs: 10_000,
+    },
+    createLogger("tests", "warn"),
+  );
+}
+
+/** Everything a deployment left in the engine, as its backend sees it: containers, volumes, its network. */
 export async function leftovers(
   deployment: string,
 ): Promise<{ containers: string[]; volumes: string[]; networks: string[] }> {
-  const filter = `label=${LABELS.deployment}=${deployment}`;
-  const lines = (text: string) => text.split("\n").filter((l) => l.trim() !== "");
-  return {
-    containers: lines(await docker("ps", "-aq", "--filter", filter)),
-    volumes: lines(await docker("volume", "ls", "-q", "--filter", filter)),
-    networks: lines(await docker("network", "ls", "-q", "--filter", filter)),
-  };
+  const owned = await backendOf(deployment).owned();
+  const named = (kind: string) => owned.filter((o) => o.kind === kind).map((o) => o.name);
+  return { containers: named("container"), volumes: named("volume"), networks: named("network") };
 }
 
 /** Removes everything of a deployment; for test teardown, even after a failure. */
 export async function removeDeployment(deployment: string): Promise<void> {
-  const left = await leftovers(deployment);
-  if (left.containers.length > 0) await docker("rm", "-f", ...left.containers).catch(() => "");
-  if (left.volumes.length > 0) await docker("volume", "rm", "-f", ...left.volumes).catch(() => "");
-  if (left.networks.length > 0) await docker("network", "rm", ...left.networks).catch(() => "");
+  const backend = backendOf(deployment);
+  const owned = await backend.owned().catch(() => []);
+  const sessions = new Set(owned.flatMap((o) => (o.sessionId === undefined ? [] : [o.sessionId])));
+  for (const id of sessions) await backend.destroy(id).catch(() => false);
+  for (const network of owned.filter((o) => o.kind === "network")) {
+    await docker("network", "rm", network.name).catch(() => "");
+  }
 }
 
 export async function inspect(name: string): Promise<DockerInspect> {

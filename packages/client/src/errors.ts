@@ -1,4 +1,11 @@
-import { ErrorEnvelopeSchema } from "@sbx/protocol";
+import {
+  type ErrorCode,
+  ErrorEnvelopeSchema,
+  type FailureReason,
+  FailureReasonSchema,
+  isErrorCode,
+} from "@sbx/protocol";
+import { z } from "zod";
 
 /**
  * Every failure the SDK reports: the envelope's `code`, the HTTP `status`
@@ -77,6 +84,24 @@ export class RunnerdUnreachableError extends UpstreamError {
 export class BackendUnavailableError extends SandboxError {
   override name = "BackendUnavailableError";
 }
+/** The session is gone for good: it failed, or it is being deleted. Re-trying will not help. */
+export class SessionGoneError extends SandboxError {
+  override name = "SessionGoneError";
+}
+/** The session's container or Pod died (OOM-killed, exited, removed out of band); `reason` says how. */
+export class SessionFailedError extends SessionGoneError {
+  override name = "SessionFailedError";
+  get reason(): FailureReason | undefined {
+    return reasonOf(this.details);
+  }
+}
+/** A new session's container or Pod failed before it was ready; `reason` says how. */
+export class SessionStartFailedError extends UpstreamError {
+  override name = "SessionStartFailedError";
+  get reason(): FailureReason | undefined {
+    return reasonOf(this.details);
+  }
+}
 /** A new session's runnerd did not answer within the create deadline. */
 export class SessionStartTimeoutError extends SandboxError {
   override name = "SessionStartTimeoutError";
@@ -94,15 +119,57 @@ type Plain = new (
   options?: { retryAfterMs?: number | undefined },
 ) => SandboxError;
 
-const BY_CODE: Record<string, Plain> = {
-  SESSION_NOT_READY: SessionNotReadyError,
+/** One class per code; keyed by the protocol's code type, so a new code without a class does not compile. */
+const BY_CODE: Record<ErrorCode, Plain> = {
+  VALIDATION_FAILED: ValidationError,
+  INVALID_JSON: ValidationError,
+  INVALID_PATH: ValidationError,
+  INVALID_CWD: ValidationError,
+  UNSUPPORTED_MEDIA_TYPE: ValidationError,
+  METHOD_NOT_ALLOWED: ValidationError,
+  UNAUTHORIZED: UnauthorizedError,
+  SIGNATURE_MISSING: UnauthorizedError,
+  SIGNATURE_INVALID: UnauthorizedError,
+  UNKNOWN_KEY: UnauthorizedError,
+  TIMESTAMP_SKEW: UnauthorizedError,
+  NONCE_REPLAYED: UnauthorizedError,
+  CONTENT_HASH_MISMATCH: UnauthorizedError,
+  PATH_OUTSIDE_ROOT: ForbiddenError,
+  PERMISSION_DENIED: ForbiddenError,
+  IMAGE_NOT_ALLOWED: ForbiddenError,
+  NOT_FOUND: NotFoundError,
+  PROFILE_NOT_FOUND: NotFoundError,
   SESSION_NOT_FOUND: SessionNotFoundError,
   EXEC_NOT_FOUND: ExecNotFoundError,
   FILE_NOT_FOUND: FileNotFoundError,
   SESSION_CONFLICT: SessionConflictError,
+  SESSION_NOT_READY: SessionNotReadyError,
+  EXEC_EXISTS: ConflictError,
+  EXEC_RUNNING: ConflictError,
+  EXEC_NOT_RUNNING: ConflictError,
+  CURSOR_AHEAD: ConflictError,
+  STDIN_CLOSED: ConflictError,
+  ALREADY_EXISTS: ConflictError,
+  NOT_A_DIRECTORY: ConflictError,
+  IS_A_DIRECTORY: ConflictError,
+  DIRECTORY_NOT_EMPTY: ConflictError,
+  SESSION_FAILED: SessionFailedError,
+  SESSION_TERMINATING: SessionGoneError,
+  PAYLOAD_TOO_LARGE: PayloadTooLargeError,
+  FILE_TOO_LARGE: PayloadTooLargeError,
+  CHECKSUM_MISMATCH: SandboxError,
+  ARCHIVE_REFUSED: SandboxError,
+  TOO_MANY_EXECS: CapacityError,
+  CAPACITY_EXCEEDED: CapacityError,
+  INTERNAL: SandboxError,
+  FETCH_FAILED: UpstreamError,
   RUNNERD_UNREACHABLE: RunnerdUnreachableError,
+  IMAGE_UNAVAILABLE: UpstreamError,
+  SESSION_START_FAILED: SessionStartFailedError,
   BACKEND_UNAVAILABLE: BackendUnavailableError,
+  SHUTTING_DOWN: BackendUnavailableError,
   RUNNERD_NOT_READY: SessionStartTimeoutError,
+  NO_SPACE: SandboxError,
 };
 
 const BY_STATUS: Record<number, Plain> = {
@@ -111,6 +178,7 @@ const BY_STATUS: Record<number, Plain> = {
   403: ForbiddenError,
   404: NotFoundError,
   409: ConflictError,
+  410: SessionGoneError,
   413: PayloadTooLargeError,
   429: CapacityError,
   502: UpstreamError,
@@ -135,7 +203,7 @@ export async function errorFromResponse(response: Response): Promise<SandboxErro
     // Not JSON (a proxy's error page): keep the status and the text.
   }
   const retryAfterMs = parseRetryAfter(response.headers.get("retry-after"));
-  const Type = BY_CODE[code] ?? BY_STATUS[response.status] ?? SandboxError;
+  const Type = (isErrorCode(code) ? BY_CODE[code] : undefined) ?? BY_STATUS[response.status] ?? SandboxError;
   return new Type(message, code, response.status, details, { retryAfterMs });
 }
 
@@ -145,4 +213,9 @@ function parseRetryAfter(value: string | null): number | undefined {
   if (Number.isFinite(seconds)) return seconds * 1000;
   const date = Date.parse(value);
   return Number.isFinite(date) ? Math.max(0, date - Date.now()) : undefined;
+}
+
+function reasonOf(details: unknown): FailureReason | undefined {
+  const parsed = z.object({ reason: FailureReasonSchema }).safeParse(details);
+  return parsed.success ? parsed.data.reason : undefined;
 }

@@ -255,7 +255,7 @@ export class SessionService {
         }
         const known = this.registry.remember(record, made);
         this.log.info({ sessionId: record.id, org: record.org, image: record.image }, "session created");
-        return { session: this.view(known, status), created: true };
+        return { session: this.view(known, status, true), created: true };
       } catch (error) {
         await this.backend.destroy(record.id).catch((cleanup: unknown) => {
           this.log.error({ sessionId: record.id, err: cleanup }, "could not remove a failed session");
@@ -286,7 +286,7 @@ export class SessionService {
     const known = this.registry.remember(record, current);
     const endpoint = this.usable(known);
     const status = await this.waitReady(found.id, endpoint, deadline);
-    return this.view(known, status);
+    return this.view(known, status, true);
   }
 
   /**
@@ -361,7 +361,10 @@ export class SessionService {
       });
     }
     if (state.phase === "terminating") throw new ApiError("SESSION_TERMINATING", `session ${id} is being deleted`);
-    if (state.phase === "starting" || !known.endpoint) throw notReady(id);
+    if (state.phase === "starting") throw notReady(id);
+    if (!known.endpoint) {
+      throw new ApiError("RUNNERD_UNREACHABLE", `session ${id} runs but has no address its runnerd can be reached at`);
+    }
     return known.endpoint;
   }
 
@@ -369,12 +372,13 @@ export class SessionService {
     return new RunnerdClient(endpoint, this.token(id));
   }
 
-  private stateOf(known: KnownSession): SessionState {
-    if (this.creating.has(known.record.id) && known.state.phase !== "failed") return "starting";
+  /** `answered`: runnerd has just answered this replica's create, so a create in flight is over. */
+  private stateOf(known: KnownSession, answered = false): SessionState {
+    if (!answered && this.creating.has(known.record.id) && known.state.phase !== "failed") return "starting";
     return known.state.phase === "running" ? "ready" : known.state.phase;
   }
 
-  private view(known: KnownSession, status: RunnerdStatus | undefined): Session {
+  private view(known: KnownSession, status: RunnerdStatus | undefined, answered = false): Session {
     const { record, state } = known;
     return {
       id: record.id,
@@ -382,7 +386,7 @@ export class SessionService {
       owner: record.owner,
       profile: record.profile,
       image: record.image,
-      state: this.stateOf(known),
+      state: this.stateOf(known, answered),
       reason: state.phase === "failed" ? { ...state.reason, at: state.reason.at ?? known.failedSeenAt ?? null } : null,
       createdAt: record.createdAt,
       expiresAt: status?.lease?.expiresAt ?? record.expiresAt,

@@ -385,7 +385,8 @@ export class DockerBackend implements SessionBackend {
     switch (info.State) {
       case "running":
       case "paused":
-        state = endpoint ? { phase: "running" } : { phase: "starting" };
+        // Running without an address (its network was taken away) is unreachable, not starting.
+        state = { phase: "running" };
         break;
       case "created":
       case "restarting":

@@ -1,0 +1,286 @@
+import { setTimeout as delay } from "node:timers/promises";
+import { ErrorEnvelopeSchema, type Session, SessionResponseSchema } from "@sbx/protocol";
+import { afterEach, describe, expect, it } from "vitest";
+import { z } from "zod";
+import { type InProcessSpawner, startInProcessSpawner } from "./backends/memory/in-process-spawner.js";
+import type { MemoryBackendOptions } from "./backends/memory/memory-backend.js";
+
+const started: InProcessSpawner[] = [];
+afterEach(async () => {
+  for (const s of started.splice(0)) {
+    await s.close();
+    await s.backend.close();
+  }
+});
+
+async function spawner(env: Record<string, string> = {}, backend?: MemoryBackendOptions): Promise<InProcessSpawner> {
+  const s = await startInProcessSpawner({ env, ...(backend ? { backend } : {}) });
+  started.push(s);
+  return s;
+}
+
+const sessionOf = (body: unknown): Session => SessionResponseSchema.parse(body).session;
+const errorOf = (body: unknown) => ErrorEnvelopeSchema.parse(body).error;
+
+/** Reads an event stream until it ends; resolves with what arrived and whether it ended or broke. */
+async function follow(response: Response): Promise<{ text: string; ended: "closed" | "broken" }> {
+  const reader = response.body?.getReader();
+  if (!reader) throw new Error("no body");
+  let text = "";
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) return { text, ended: "closed" };
+      text += Buffer.from(value).toString();
+    }
+  } catch {
+    return { text, ended: "broken" };
+  }
+}
+
+describe("creating sessions", () => {
+  it("makes a session once per id and spec: 201, then 200 for the same spec, 409 for another", async () => {
+    const s = await spawner();
+    const first = await s.json("POST", "/v1/sessions", { id: "once", org: "acme", labels: { team: "core" } });
+    expect(first.status).toBe(201);
+    expect(sessionOf(first.body)).toMatchObject({ id: "once", state: "ready", reason: null, labels: { team: "core" } });
+    const again = await s.json("POST", "/v1/sessions", { id: "once", org: "acme", labels: { team: "core" } });
+    expect(again.status).toBe(200);
+    const other = await s.json("POST", "/v1/sessions", { id: "once", org: "acme", labels: { team: "edge" } });
+    expect(other.status).toBe(409);
+    expect(errorOf(other.body).code).toBe("SESSION_CONFLICT");
+    expect(await s.backend.list()).toHaveLength(1);
+  });
+
+  it("makes one session of concurrent creates of one id, through one replica and through two", async () => {
+    const a = await spawner({}, { startDelayMs: 100 });
+    const b = await startInProcessSpawner({ backend: a.backend });
+    started.push(b);
+    const request = { id: "race", org: "acme" };
+    const results = await Promise.all([
+      a.json("POST", "/v1/sessions", request),
+      a.json("POST", "/v1/sessions", request),
+      b.json("POST", "/v1/sessions", request),
+      b.json("POST", "/v1/sessions", request),
+    ]);
+    expect(results.map((r) => r.status).sort()).toEqual([200, 200, 200, 201]);
+    expect(await a.backend.list()).toHaveLength(1);
+  });
+
+  it("hands the session env to runnerd after start and never puts it in the backend's objects", async () => {
+    const s = await spawner();
+    const created = await s.json("POST", "/v1/sessions", { id: "env", org: "acme", env: { API_KEY: "s3cr3t-value" } });
+    expect(created.status).toBe(201);
+    expect(s.backend.runnerd("env").envNames()).toEqual(["API_KEY"]);
+    expect(JSON.stringify(await s.backend.list())).not.toContain("s3cr3t-value");
+    expect(s.logs()).not.toContain("s3cr3t-value");
+  });
+
+  it("refuses past capacity with 429 and Retry-After, and failed sessions do not count", async () => {
+    const s = await spawner({ SPAWNER_MAX_SESSIONS_PER_ORG: "1" });
+    expect((await s.json("POST", "/v1/sessions", { id: "first", org: "small" })).status).toBe(201);
+    const refused = await s.request("POST", "/v1/sessions", { body: JSON.stringify({ id: "second", org: "small" }) });
+    expect(refused.status).toBe(429);
+    expect(refused.headers.get("retry-after")).toBe("30");
+    expect(errorOf(await refused.json()).code).toBe("CAPACITY_EXCEEDED");
+    await s.backend.fail("first", { code: "oom-killed", message: "out of memory", exitCode: 137, at: Date.now() });
+    expect((await s.json("POST", "/v1/sessions", { id: "second", org: "small" })).status).toBe(201);
+  });
+
+  it.each([
+    ["a missing image", "sbx-missing:1", 502, "IMAGE_UNAVAILABLE"],
+    ["a container that quits", "sbx-quits:1", 502, "SESSION_START_FAILED"],
+    ["a runnerd that never answers, at the deadline", "sbx-silent:1", 504, "RUNNERD_NOT_READY"],
+  ])("answers %s with its own code and leaves nothing behind", async (_what, image, status, code) => {
+    const s = await spawner(
+      {
+        SPAWNER_CREATE_TIMEOUT_MS: "1000",
+        SPAWNER_PROFILES: JSON.stringify({ odd: { images: ["sbx-missing:1", "sbx-quits:1", "sbx-silent:1"] } }),
+      },
+      { quittingImages: ["sbx-quits:1"], silentImages: ["sbx-silent:1"] },
+    );
+    const result = await s.json("POST", "/v1/sessions", { id: "bad", org: "acme", profile: "odd", image });
+    expect(result.status).toBe(status);
+    expect(errorOf(result.body).code).toBe(code);
+    if (code === "SESSION_START_FAILED") {
+      expect(errorOf(result.body).details).toMatchObject({ reason: { code: "exited", exitCode: 1 } });
+    }
+    expect(await s.backend.owned()).toEqual([]);
+  });
+
+  it("answers a create that races a delete with 409, never 503", async () => {
+    const s = await spawner({}, { startDelayMs: 300 });
+    const creating = s.json("POST", "/v1/sessions", { id: "raced", org: "acme" });
+    await delay(100);
+    expect((await s.json("DELETE", "/v1/sessions/raced")).status).toBe(204);
+    const result = await creating;
+    expect(result.status).toBe(409);
+    expect(errorOf(result.body).code).toBe("SESSION_CONFLICT");
+    expect(await s.backend.owned()).toEqual([]);
+  });
+
+  it("answers 503 BACKEND_UNAVAILABLE while the platform is down, and recovers without a restart", async () => {
+    const s = await spawner();
+    s.backend.setReachable(false);
+    const down = await s.request("GET", "/v1/sessions");
+    expect(down.status).toBe(503);
+    expect(errorOf(await down.json()).code).toBe("BACKEND_UNAVAILABLE");
+    expect((await fetch(`${s.url}/readyz`)).status).toBe(503);
+    s.backend.setReachable(true);
+    expect((await s.json("GET", "/v1/sessions")).status).toBe(200);
+    expect((await fetch(`${s.url}/readyz`)).status).toBe(200);
+  });
+});
+
+describe("dead sessions", () => {
+  const oom = { code: "oom-killed" as const, message: "killed for running out of memory", exitCode: 137, at: 1 };
+
+  it("shows a dead session as failed with its reason, and answers every call with 410 at once", async () => {
+    const s = await spawner();
+    await s.json("POST", "/v1/sessions", { id: "dies", org: "acme" });
+    await s.backend.fail("dies", oom);
+    const got = await s.json("GET", "/v1/sessions/dies");
+    expect(sessionOf(got.body)).toMatchObject({ state: "failed", reason: { code: "oom-killed", exitCode: 137 } });
+    for (const [method, path, body] of [
+      ["POST", "/v1/sessions/dies/execs", { argv: ["true"] }],
+      ["GET", "/v1/sessions/dies/execs/x/events", undefined],
+      ["PATCH", "/v1/sessions/dies/env", { set: { A: "1" } }],
+      ["GET", "/v1/sessions/dies/files/list?path=.", undefined],
+      ["PATCH", "/v1/sessions/dies", { ttlMs: 60_000 }],
+    ] as const) {
+      const before = performance.now();
+      const result = await s.json(method, path, body);
+      expect(performance.now() - before).toBeLessThan(1000);
+      expect(result.status).toBe(410);
+      expect(errorOf(result.body)).toMatchObject({
+        code: "SESSION_FAILED",
+        details: { reason: { code: "oom-killed" } },
+      });
+    }
+    // Creating it again with the same spec says the same, rather than pretending it is fine.
+    expect((await s.json("POST", "/v1/sessions", { id: "dies", org: "acme" })).status).toBe(410);
+  });
+
+  it("ends attached streams when the backend reports the death, even if the address never answers again", async () => {
+    const s = await spawner();
+    await s.json("POST", "/v1/sessions", { id: "silent", org: "acme" });
+    const response = await s.request("POST", "/v1/sessions/silent/execs", {
+      body: JSON.stringify({ execId: "long", argv: ["sleep", "600"] }),
+    });
+    expect(response.status).toBe(200);
+    const stream = follow(response);
+    await delay(100);
+    const killedAt = performance.now();
+    await s.backend.fail("silent", oom, { silent: true });
+    const { text, ended } = await stream;
+    expect(performance.now() - killedAt).toBeLessThan(1000);
+    expect(ended).toBe("broken");
+    expect(text).toContain("event: started");
+    expect(s.logs()).toMatch(/ended the streams of a lost session/);
+  });
+
+  it("asks the backend again when runnerd cannot be reached, so a death the feed missed is still a 410", async () => {
+    const s = await spawner();
+    await s.json("POST", "/v1/sessions", { id: "unseen", org: "acme" });
+    await s.backend.fail("unseen", oom, { quiet: true });
+    const result = await s.json("POST", "/v1/sessions/unseen/execs", { argv: ["true"] });
+    expect(result.status).toBe(410);
+    expect(errorOf(result.body).code).toBe("SESSION_FAILED");
+    expect(sessionOf((await s.json("GET", "/v1/sessions/unseen")).body).state).toBe("failed");
+  });
+
+  it("tells a session being deleted (410 SESSION_TERMINATING) from one that is gone (404)", async () => {
+    const s = await spawner();
+    await s.json("POST", "/v1/sessions", { id: "leaving", org: "acme" });
+    s.backend.setState("leaving", { phase: "terminating" });
+    expect(sessionOf((await s.json("GET", "/v1/sessions/leaving")).body).state).toBe("terminating");
+    const call = await s.json("GET", "/v1/sessions/leaving/execs");
+    expect([call.status, errorOf(call.body).code]).toEqual([410, "SESSION_TERMINATING"]);
+    await s.backend.destroy("leaving");
+    const gone = await s.json("GET", "/v1/sessions/leaving/execs");
+    expect([gone.status, errorOf(gone.body).code]).toEqual([404, "SESSION_NOT_FOUND"]);
+  });
+
+  it("serves a session another replica made, and sees its death too", async () => {
+    const a = await spawner();
+    const b = await startInProcessSpawner({ backend: a.backend });
+    started.push(b);
+    await a.json("POST", "/v1/sessions", { id: "shared", org: "acme" });
+    expect(sessionOf((await b.json("GET", "/v1/sessions/shared")).body).state).toBe("ready");
+    await a.backend.fail("shared", oom);
+    expect((await b.json("POST", "/v1/sessions/shared/execs", { argv: ["true"] })).status).toBe(410);
+  });
+});
+
+describe("the sweeper", () => {
+  it("removes a failed session only once its reason has been readable for the retention", async () => {
+    const s = await spawner({ SPAWNER_FAILED_RETENTION_MS: "400" });
+    await s.json("POST", "/v1/sessions", { id: "kept", org: "acme" });
+    await s.backend.fail("kept", { code: "exited", message: "exited with code 3", exitCode: 3, at: Date.now() });
+    expect(await s.spawner.sweeper.sweep()).toEqual([]);
+    expect(sessionOf((await s.json("GET", "/v1/sessions/kept")).body).state).toBe("failed");
+    await delay(500);
+    expect(await s.spawner.sweeper.sweep()).toEqual([{ id: "kept", reason: "failed" }]);
+    expect((await s.json("GET", "/v1/sessions/kept")).status).toBe(404);
+  });
+
+  it("ends a session at its TTL and an idle one, and keeps one that is busy", async () => {
+    const s = await spawner();
+    await s.json("POST", "/v1/sessions", { id: "brief", org: "acme", ttlMs: 1000 });
+    await s.json("POST", "/v1/sessions", { id: "idle", org: "acme", idleTimeoutMs: 1000 });
+    await s.json("POST", "/v1/sessions", { id: "busy", org: "acme", idleTimeoutMs: 1000 });
+    const busy = await s.request("POST", "/v1/sessions/busy/execs", { body: JSON.stringify({ execId: "work" }) });
+    const stream = follow(busy);
+    await delay(1100);
+    const reaped = await s.spawner.sweeper.sweep();
+    expect(reaped.sort((x, y) => x.id.localeCompare(y.id))).toEqual([
+      { id: "brief", reason: "ttl" },
+      { id: "idle", reason: "idle" },
+    ]);
+    s.backend.runnerd("busy").finishExec("work");
+    expect((await stream).text).toContain("event: exit");
+  });
+});
+
+describe("the HTTP surface", () => {
+  it("serves health, readiness, metrics and the API description unsigned, and nothing else", async () => {
+    const s = await spawner();
+    for (const path of ["/healthz", "/readyz", "/metrics", "/openapi.json"]) {
+      expect((await fetch(`${s.url}${path}`)).status, path).toBe(200);
+    }
+    for (const path of ["/v1/sessions", "/v1/sessions/x", "/v1/sessions/x/execs", "/elsewhere"]) {
+      const response = await fetch(`${s.url}${path}`);
+      expect(response.status, path).toBe(401);
+      expect(errorOf(await response.json()).code).toBe("SIGNATURE_MISSING");
+    }
+  });
+
+  it("describes exactly the routes it serves in /openapi.json", async () => {
+    const s = await spawner();
+    const document = z
+      .object({ paths: z.record(z.string(), z.record(z.string(), z.unknown())) })
+      .parse(await (await fetch(`${s.url}/openapi.json`)).json());
+    const described = Object.entries(document.paths)
+      .flatMap(([path, methods]) => Object.keys(methods).map((m) => `${m.toUpperCase()} ${path}`))
+      .sort();
+    const served = s.spawner.app.routes
+      .filter((r) => r.method !== "ALL" && r.path !== "/openapi.json")
+      .map((r) => `${r.method} ${r.path.replaceAll(/:(\w+)/g, "{$1}")}`)
+      .sort();
+    expect(described).toEqual(served);
+    expect(described).toContain("POST /v1/sessions/{id}/execs");
+    expect(described).toContain("GET /v1/sessions/{id}/execs/{execId}/events");
+  });
+
+  it("answers bad input with the error envelope and field paths", async () => {
+    const s = await spawner();
+    const bad = await s.json("POST", "/v1/sessions", { org: "acme", id: "Not_A_Label", ttlMs: "soon" });
+    expect(bad.status).toBe(400);
+    const error = errorOf(bad.body);
+    expect(error.code).toBe("VALIDATION_FAILED");
+    expect(JSON.stringify(error.details)).toMatch(/"path":"id"/);
+    expect(JSON.stringify(error.details)).toMatch(/"path":"ttlMs"/);
+    const badId = await s.json("GET", "/v1/sessions/UPPER");
+    expect([badId.status, errorOf(badId.body).code]).toEqual([400, "VALIDATION_FAILED"]);
+  });
+});
