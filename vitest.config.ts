@@ -18,6 +18,9 @@ export default defineConfig({
           include: ["tests/spawner/**/*.test.ts", "tests/client/**/*.test.ts", "tests/compose/**/*.test.ts"],
           testTimeout: 120_000,
           hookTimeout: 120_000,
+          // testcontainers' reaper container cannot be pulled where there is no registry;
+          // every suite removes what it made in its own teardown.
+          env: { TESTCONTAINERS_RYUK_DISABLED: "true" },
         },
       },
       {

@@ -4,6 +4,7 @@ import { createServer } from "node:net";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { ExecResultSchema, SessionResponseSchema } from "@sbx/protocol";
+import { DockerComposeEnvironment, type StartedDockerComposeEnvironment, Wait } from "testcontainers";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { docker, dockerUnavailable, leftovers, removeDeployment } from "../support/docker.js";
 
@@ -47,13 +48,11 @@ describe.skipIf(skip !== undefined)("docker compose up, then a signed curl", () 
   const suffix = randomBytes(3).toString("hex");
   const project = `sbx-smoke-${suffix}`;
   const env = {
-    ...process.env,
     SBX_DEPLOYMENT: `smoke-${suffix}`,
     SBX_NETWORK: `sbx-smoke-${suffix}`,
     SBX_PORT: "0",
   };
-  const compose = (...args: string[]) =>
-    run("docker", ["compose", "-p", project, ...args], { cwd: ROOT, env, maxBuffer: 64 * 1024 * 1024 });
+  let environment: StartedDockerComposeEnvironment | undefined;
   const curl = (...args: string[]) =>
     run(`${ROOT}/scripts/sbx-curl`, args, {
       cwd: ROOT,
@@ -62,12 +61,21 @@ describe.skipIf(skip !== undefined)("docker compose up, then a signed curl", () 
 
   beforeAll(async () => {
     env.SBX_PORT = String(await freePort());
-    await compose("up", "-d", "--build", "--wait");
+    // The same `docker compose up --build` a newcomer runs; testcontainers waits for the spawner's
+    // healthcheck and for the runtime image's one-shot build container to finish.
+    environment = await new DockerComposeEnvironment(ROOT, "compose.yml")
+      .withProjectName(project)
+      .withEnvironment(env)
+      .withBuild()
+      .withWaitStrategy("runtime-1", Wait.forOneShotStartup())
+      .withWaitStrategy("spawner-1", Wait.forHealthCheck())
+      .withStartupTimeout(300_000)
+      .up();
   }, 600_000);
 
   afterAll(async () => {
     await removeDeployment(env.SBX_DEPLOYMENT).catch(() => undefined);
-    await compose("down", "--remove-orphans").catch(() => undefined);
+    await environment?.down({ removeVolumes: true }).catch(() => undefined);
     await docker("network", "rm", env.SBX_NETWORK).catch(() => "");
   });
 
@@ -85,13 +93,14 @@ describe.skipIf(skip !== undefined)("docker compose up, then a signed curl", () 
     const deleted = await curl("DELETE", `/v1/sessions/${id}`, "-", "-o", "/dev/null", "-w", "%{http_code}");
     expect(deleted.stdout).toBe("204");
     expect((await leftovers(env.SBX_DEPLOYMENT)).containers).toEqual([]);
-    const logs = await compose("logs", "spawner");
-    expect(logs.stdout).toContain("DEVELOPMENT secrets published in the README");
+    const logs = await docker("logs", `${project}-spawner-1`);
+    expect(logs).toContain("DEVELOPMENT secrets published in the README");
   });
 
   it("stops cleanly with docker compose down", async () => {
-    await compose("down");
-    const { stdout } = await compose("ps", "-a", "-q");
+    await environment?.down();
+    environment = undefined;
+    const { stdout } = await run("docker", ["compose", "-p", project, "ps", "-a", "-q"], { cwd: ROOT });
     expect(stdout.trim()).toBe("");
   });
 });
