@@ -39,6 +39,7 @@ export function backendOf(deployment: string, access: "address" | "published" = 
       access,
       pull: "never",
       orphanVolumeGraceMs: 10_000,
+      stopTimeoutSeconds: 10,
     },
     createLogger("tests", "warn"),
   );

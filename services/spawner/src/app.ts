@@ -36,7 +36,7 @@ export interface SpawnerDeps {
 /** Wires the spawner's services and HTTP routes; the caller owns the socket, the timers and the change feed. */
 export function createSpawner(deps: SpawnerDeps): Spawner {
   const { config, backend, clock, log } = deps;
-  const registry = new SessionRegistry(backend, clock, log);
+  const registry = new SessionRegistry(backend, clock, log, config.failedRetentionMs);
   let sessions: SessionService | undefined;
   const metrics = new Metrics(() => sessions?.countsByState() ?? {});
   sessions = new SessionService(config, backend, registry, clock, log, metrics);

@@ -48,9 +48,23 @@ const HmacKeysSchema = z.string().transform((v, ctx) => {
   return keys;
 });
 
+const WorkspaceSchema = z.strictObject({
+  /** Outlives the Pod: a PersistentVolumeClaim on Kubernetes (Docker's named volume always does). */
+  persistent: z.boolean().default(false),
+  /** Requested size (PVC) or size limit (emptyDir), MiB. */
+  sizeMb: z
+    .int()
+    .min(64)
+    .max(16 * 1024 * 1024)
+    .default(10 * 1024),
+  /** The StorageClass of the claim; the cluster's default without one. */
+  storageClass: z.string().min(1).optional(),
+});
+
 const ProfileSchema = z.strictObject({
   /** Images sessions of this profile may use; the first is the default. */
   images: z.array(ImageRefSchema).min(1),
+  workspace: WorkspaceSchema.optional(),
 });
 
 const ProfilesSchema = z
@@ -78,7 +92,7 @@ const ConfigEnvSchema = z.object({
   /** Names this deployment; several may share one engine without touching each other's sessions. */
   SPAWNER_DEPLOYMENT: SessionIdSchema.default("default"),
   /** Which platform runs the sessions; each has its own settings below. */
-  SPAWNER_BACKEND: z.enum(["docker"]).default("docker"),
+  SPAWNER_BACKEND: z.enum(["docker", "kubernetes"]).default("docker"),
   SPAWNER_DOCKER_SOCKET: z.string().default("/var/run/docker.sock"),
   /** Bridge network for session containers (created if missing). Default: sbx-<deployment>. */
   SPAWNER_DOCKER_NETWORK: z.string().optional(),
@@ -89,9 +103,25 @@ const ConfigEnvSchema = z.object({
    */
   SPAWNER_RUNNERD_ACCESS: z.enum(["address", "published"]).default("published"),
   SPAWNER_PULL_IMAGES: z.enum(["if-missing", "never"]).default("if-missing"),
+  /** Kubernetes: a kubeconfig file; without one $KUBECONFIG, ~/.kube/config or the in-cluster account. */
+  SPAWNER_KUBECONFIG: z.string().min(1).optional(),
+  /** Kubernetes: the namespace session Pods live in (the spawner's Role is bound there). */
+  SPAWNER_KUBE_NAMESPACE: SessionIdSchema.default("sbx-sessions"),
+  SPAWNER_KUBE_IMAGE_PULL_POLICY: z.enum(["IfNotPresent", "Always", "Never"]).default("IfNotPresent"),
+  /** Kubernetes: a RuntimeClass for session Pods (gVisor, Kata), when the cluster has one. */
+  SPAWNER_KUBE_RUNTIME_CLASS: z.string().min(1).optional(),
+  /** Seconds a deleted session's processes get between SIGTERM and SIGKILL. */
+  SPAWNER_TERMINATION_GRACE_SECONDS: int(0, 600).default(10),
+  /** The default profile's workspace: a PVC that outlives the Pod (Kubernetes), its size and class. */
+  SPAWNER_WORKSPACE_PERSISTENT: flag.default(false),
+  SPAWNER_WORKSPACE_SIZE_MB: int(64).default(10 * 1024),
+  SPAWNER_WORKSPACE_STORAGE_CLASS: z.string().min(1).optional(),
   /** The default profile's images (the first is the default image). */
   SPAWNER_IMAGES: list.pipe(z.array(ImageRefSchema).min(1)).default(["sbx-runtime:latest"]),
-  /** More profiles, as JSON: {"name": {"images": ["image:tag", ...]}}. */
+  /**
+   * More profiles, as JSON:
+   * {"name": {"images": ["image:tag", ...], "workspace": {"persistent": true, "sizeMb": 2048, "storageClass": "ssd"}}}.
+   */
   SPAWNER_PROFILES: ProfilesSchema.optional(),
   SPAWNER_DEFAULT_TTL_MS: int(1000).default(HOUR),
   SPAWNER_MAX_TTL_MS: int(1000).default(24 * HOUR),
@@ -160,8 +190,15 @@ const ConfigSchema = ConfigEnvSchema.transform((e, ctx) => {
       message: "is only allowed with SPAWNER_HOST on loopback",
     });
   }
-  const profiles = new Map<string, { images: string[] }>([["default", { images: e.SPAWNER_IMAGES }]]);
-  for (const [name, profile] of Object.entries(e.SPAWNER_PROFILES ?? {})) profiles.set(name, profile);
+  const defaultWorkspace: Workspace = {
+    persistent: e.SPAWNER_WORKSPACE_PERSISTENT,
+    sizeMb: e.SPAWNER_WORKSPACE_SIZE_MB,
+    ...(e.SPAWNER_WORKSPACE_STORAGE_CLASS ? { storageClass: e.SPAWNER_WORKSPACE_STORAGE_CLASS } : {}),
+  };
+  const profiles = new Map<string, Profile>([["default", { images: e.SPAWNER_IMAGES, workspace: defaultWorkspace }]]);
+  for (const [name, profile] of Object.entries(e.SPAWNER_PROFILES ?? {})) {
+    profiles.set(name, { images: profile.images, workspace: profile.workspace ?? defaultWorkspace });
+  }
   return {
     host: e.SPAWNER_HOST,
     port: e.SPAWNER_PORT,
@@ -169,13 +206,23 @@ const ConfigSchema = ConfigEnvSchema.transform((e, ctx) => {
     runnerdSecret: e.SPAWNER_RUNNERD_SECRET,
     devInsecure: e.SPAWNER_DEV_INSECURE,
     deployment: e.SPAWNER_DEPLOYMENT,
-    backend: {
-      kind: e.SPAWNER_BACKEND,
-      socket: e.SPAWNER_DOCKER_SOCKET,
-      network: e.SPAWNER_DOCKER_NETWORK ?? `sbx-${e.SPAWNER_DEPLOYMENT}`,
-      access: e.SPAWNER_RUNNERD_ACCESS,
-      pull: e.SPAWNER_PULL_IMAGES,
-    },
+    backend:
+      e.SPAWNER_BACKEND === "docker"
+        ? {
+            kind: "docker" as const,
+            socket: e.SPAWNER_DOCKER_SOCKET,
+            network: e.SPAWNER_DOCKER_NETWORK ?? `sbx-${e.SPAWNER_DEPLOYMENT}`,
+            access: e.SPAWNER_RUNNERD_ACCESS,
+            pull: e.SPAWNER_PULL_IMAGES,
+          }
+        : {
+            kind: "kubernetes" as const,
+            kubeconfig: e.SPAWNER_KUBECONFIG,
+            namespace: e.SPAWNER_KUBE_NAMESPACE,
+            imagePullPolicy: e.SPAWNER_KUBE_IMAGE_PULL_POLICY,
+            runtimeClassName: e.SPAWNER_KUBE_RUNTIME_CLASS,
+          },
+    terminationGraceSeconds: e.SPAWNER_TERMINATION_GRACE_SECONDS,
     profiles,
     lifetime: {
       defaultTtlMs: e.SPAWNER_DEFAULT_TTL_MS,
@@ -201,6 +248,11 @@ const ConfigSchema = ConfigEnvSchema.transform((e, ctx) => {
 });
 
 export type Config = z.output<typeof ConfigSchema>;
+export type Workspace = z.output<typeof WorkspaceSchema>;
+export interface Profile {
+  images: string[];
+  workspace: Workspace;
+}
 
 /**
  * Secrets published in the README and compose.yml for trying sbx out. They

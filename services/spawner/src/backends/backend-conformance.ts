@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadConfig } from "../config.js";
 import { metaOf, recordFromMeta } from "../sessions/session-record.js";
 import { resolveSpec } from "../sessions/session-spec.js";
-import type { BackendSession, BackendSessionSpec, Endpoint, SessionBackend } from "./backend.js";
+import type { BackendSession, BackendSessionSpec, Endpoint, SessionBackend, WorkspaceSpec } from "./backend.js";
 import { BackendConflictError, ImageUnavailableError, StartFailedError, StartTimeoutError } from "./backend-errors.js";
 import { runnerdEnvironment } from "./runtime-contract.js";
 
@@ -25,6 +25,8 @@ export interface ConformanceHarness {
     /** Runs runnerd, and runs out of memory when `oomKill` says so. */
     oom: string;
   };
+  /** The workspace sessions get (default: an ephemeral 1 GiB). */
+  workspace?: WorkspaceSpec;
   /** How long to give a create before the test calls it stuck. */
   createTimeoutMs: number;
   /** Kills the session's container or Pod as a crash would (SIGKILL). */
@@ -79,9 +81,10 @@ export function runBackendConformance(name: string, setup: () => Promise<Conform
     function specOf(id: string, image: string, labelCount = 3): { spec: BackendSessionSpec; token: string } {
       const labels: Record<string, string> = {};
       for (let i = 0; i < labelCount; i++) labels[`label-${i}.${"x".repeat(50)}`] = `value-${i}${"v".repeat(55)}`;
+      const workspace = h.workspace ?? { persistent: false, sizeMb: 1024 };
       const { record } = resolveSpec(
         { id, org: `org-${"o".repeat(59)}`, owner: `${"o".repeat(100)}@example.com`, labels, image },
-        { ...config, profiles: new Map([["default", { images: [image] }]]) },
+        { ...config, profiles: new Map([["default", { images: [image], workspace }]]) },
         Date.now(),
       );
       const token = randomBytes(32).toString("hex");
@@ -93,6 +96,7 @@ export function runBackendConformance(name: string, setup: () => Promise<Conform
           meta: metaOf(record),
           runnerdEnv: runnerdEnvironment(sha256Hex(token), {}),
           resources: { cpus: 0.5, memoryMb: 256, pids: 256 },
+          workspace,
         },
         token,
       };

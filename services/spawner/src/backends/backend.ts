@@ -25,6 +25,16 @@ export interface BackendSessionSpec {
   /** runnerd's environment (runtime-contract.ts): never a secret. */
   runnerdEnv: Record<string, string>;
   resources: { cpus: number; memoryMb: number; pids: number };
+  workspace: WorkspaceSpec;
+}
+
+/** The session's workspace, from its profile. */
+export interface WorkspaceSpec {
+  /** Outlives the Pod (a PersistentVolumeClaim); Docker's named volume always outlives its container. */
+  persistent: boolean;
+  /** Requested size (claim) or size limit (emptyDir), MiB. */
+  sizeMb: number;
+  storageClass?: string | undefined;
 }
 
 /**

@@ -2,11 +2,24 @@ import type { Logger } from "@sbx/edge";
 import type { Config } from "../config.js";
 import type { SessionBackend } from "./backend.js";
 import { DockerBackend } from "./docker/docker-backend.js";
+import { KubernetesBackend } from "./kubernetes/kubernetes-backend.js";
 
 /** The backend SPAWNER_BACKEND names, with its own settings. */
 export function createBackend(config: Config, log: Logger): SessionBackend {
   const settings = config.backend;
   switch (settings.kind) {
+    case "kubernetes":
+      return new KubernetesBackend(
+        {
+          kubeconfig: settings.kubeconfig,
+          namespace: settings.namespace,
+          deployment: config.deployment,
+          imagePullPolicy: settings.imagePullPolicy,
+          runtimeClassName: settings.runtimeClassName,
+          terminationGracePeriodSeconds: config.terminationGraceSeconds,
+        },
+        log,
+      );
     case "docker":
       return new DockerBackend(
         {
@@ -18,6 +31,7 @@ export function createBackend(config: Config, log: Logger): SessionBackend {
           // A create makes its container right after its volume (the image is pulled before either),
           // so a volume alone for longer than this lost its container to someone else.
           orphanVolumeGraceMs: 10_000,
+          stopTimeoutSeconds: config.terminationGraceSeconds,
         },
         log,
       );

@@ -34,6 +34,8 @@ export class SessionRegistry {
     private readonly backend: SessionBackend,
     private readonly clock: Clock,
     private readonly log: Logger,
+    /** How long a failed session stays readable, even once its backend objects are gone. */
+    private readonly failedRetentionMs: number,
   ) {}
 
   onLoss(listener: LossListener): void {
@@ -90,7 +92,7 @@ export class SessionRegistry {
   /** A session this replica deleted. */
   forget(id: string): void {
     this.deleted.set(id, this.clock.now());
-    this.apply(id, undefined, { authoritative: true });
+    this.apply(id, undefined, { authoritative: true, deleted: true });
   }
 
   /**
@@ -99,9 +101,16 @@ export class SessionRegistry {
    * is ignored unless it is a newer session of the same id.
    * Returns whether the session is now known.
    */
-  apply(id: string, session: BackendSession | undefined, options: { authoritative?: boolean } = {}): boolean {
+  apply(
+    id: string,
+    session: BackendSession | undefined,
+    options: { authoritative?: boolean; deleted?: boolean } = {},
+  ): boolean {
     const before = this.known.get(id);
     if (!session) {
+      // A failed session whose objects someone else removed stays readable for its retention,
+      // rather than turning into a 404 that explains nothing.
+      if (before?.state.phase === "failed" && !options.deleted && this.stillRetained(before)) return true;
       this.known.delete(id);
       if (before && isReachable(before.state)) this.lost(id, "gone");
       return false;
@@ -125,6 +134,12 @@ export class SessionRegistry {
       this.log.warn({ sessionId: id, reason: known.state.reason }, "session failed");
     }
     return true;
+  }
+
+  private stillRetained(known: KnownSession): boolean {
+    if (known.state.phase !== "failed") return false;
+    const failedAt = known.state.reason.at ?? known.failedSeenAt ?? this.clock.now();
+    return this.clock.now() - failedAt < this.failedRetentionMs;
   }
 
   private toKnown(record: SessionRecord, session: BackendSession, before: KnownSession | undefined): KnownSession {

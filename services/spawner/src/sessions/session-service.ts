@@ -21,7 +21,7 @@ import { apiErrorOf, backendCall } from "./backend-error-map.js";
 import { Deadline } from "./deadline.js";
 import { metaOf, recordFromMeta, type SessionRecord } from "./session-record.js";
 import type { KnownSession, SessionRegistry } from "./session-registry.js";
-import { checkLifetime, type ParsedCreateRequest, resolveSpec } from "./session-spec.js";
+import { checkLifetime, type ParsedCreateRequest, type ResolvedSpec, resolveSpec } from "./session-spec.js";
 
 /** How long one control call to runnerd may take (status, lease, env). */
 const CONTROL_TIMEOUT_MS = 2000;
@@ -84,7 +84,7 @@ export class SessionService {
       }
       return { session: result.session, created: false };
     }
-    const attempt = this.createOnce(spec.record, spec.env);
+    const attempt = this.createOnce(spec);
     this.creating.set(id, attempt);
     try {
       const result = await attempt;
@@ -214,7 +214,7 @@ export class SessionService {
 
   // ---- create ------------------------------------------------------------
 
-  private async createOnce(record: SessionRecord, env: Record<string, string>): Promise<CreateResult> {
+  private async createOnce({ record, env, workspace }: ResolvedSpec): Promise<CreateResult> {
     const deadline = new Deadline(this.clock, this.config.createTimeoutMs);
     try {
       const existing = await backendCall(record.id, "create", () => this.backend.find(record.id));
@@ -232,6 +232,7 @@ export class SessionService {
               this.config.runnerdEnv,
             ),
             resources: record.resources,
+            workspace,
           },
           deadline.signal,
         );

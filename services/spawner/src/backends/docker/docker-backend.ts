@@ -41,6 +41,8 @@ export interface DockerBackendOptions {
    * younger than this, and a container removed out of band after.
    */
   orphanVolumeGraceMs: number;
+  /** How long a removed session's processes get between SIGTERM and SIGKILL. */
+  stopTimeoutSeconds: number;
 }
 
 /**
@@ -119,7 +121,13 @@ export class DockerBackend implements SessionBackend {
       throw error;
     }
     try {
-      await this.call("start the session container", () => container.start());
+      try {
+        await container.start();
+      } catch (error) {
+        // 404: a racing delete removed it between create and start.
+        if (statusOf(error) === 404) throw new BackendNotFoundError(`the container of session ${spec.id} was removed`);
+        throw unavailable("could not start the session container", error);
+      }
       const endpoint = await this.waitForEndpoint(spec.id, container, signal);
       return { id: spec.id, meta: spec.meta, state: { phase: "running" }, endpoint };
     } catch (error) {
@@ -274,7 +282,7 @@ export class DockerBackend implements SessionBackend {
       User: `${SESSION_UID}:${SESSION_GID}`,
       WorkingDir: WORKSPACE_PATH,
       ExposedPorts: { [`${RUNNERD_PORT}/tcp`]: {} },
-      StopTimeout: 10,
+      StopTimeout: this.options.stopTimeoutSeconds,
       HostConfig: {
         NetworkMode: this.options.network,
         ...(this.options.access === "published"

@@ -1,0 +1,493 @@
+import {
+  ApiException,
+  CoreV1Api,
+  KubeConfig,
+  makeInformer,
+  PatchStrategy,
+  setHeaderOptions,
+  type V1PersistentVolumeClaim,
+  type V1Pod,
+  Watch,
+} from "@kubernetes/client-node";
+import type { Logger } from "@sbx/edge";
+import { ANNOTATIONS, LABELS } from "@sbx/protocol";
+import type {
+  BackendSession,
+  BackendSessionSpec,
+  OwnedObject,
+  SessionBackend,
+  SessionListener,
+  SessionMeta,
+} from "../backend.js";
+import {
+  BackendConflictError,
+  BackendNotFoundError,
+  BackendUnavailableError,
+  ImageUnavailableError,
+  StartFailedError,
+  StartTimeoutError,
+} from "../backend-errors.js";
+import { HOME_PATH, RUNNERD_PORT, SCRATCH_MB, SESSION_GID, SESSION_UID, WORKSPACE_PATH } from "../runtime-contract.js";
+import { DELETING_ANNOTATION, podState, RUNNERD_CONTAINER, removedReason } from "./pod-state.js";
+
+export interface KubernetesBackendOptions {
+  /** A kubeconfig file; without one: $KUBECONFIG, ~/.kube/config, or the in-cluster service account. */
+  kubeconfig: string | undefined;
+  namespace: string;
+  deployment: string;
+  imagePullPolicy: "IfNotPresent" | "Always" | "Never";
+  /** A RuntimeClass (gVisor, Kata) for session Pods, when the cluster offers one. */
+  runtimeClassName: string | undefined;
+  /** How long a deleted session's processes get to end after SIGTERM. */
+  terminationGracePeriodSeconds: number;
+}
+
+const SELECTOR_KEYS: ReadonlySet<string> = new Set(Object.values(LABELS));
+const ANNOTATION_PREFIXES = ["sbx.dev/", ANNOTATIONS.userPrefix];
+
+/**
+ * Sessions as Pods in one namespace: one Pod per session, its workspace an
+ * emptyDir or (where the profile asks for one that outlives the Pod) a
+ * PersistentVolumeClaim; locked down like the Docker containers. The Pod's
+ * labels and annotations are the session's truth; runnerd is reached at
+ * the Pod IP. Never uses pods/exec and holds no Secret.
+ */
+export class KubernetesBackend implements SessionBackend {
+  readonly kind = "kubernetes";
+  private readonly config = new KubeConfig();
+  private readonly core: CoreV1Api;
+
+  constructor(
+    private readonly options: KubernetesBackendOptions,
+    private readonly log: Logger,
+  ) {
+    if (options.kubeconfig) this.config.loadFromFile(options.kubeconfig);
+    else this.config.loadFromDefault();
+    this.core = this.config.makeApiClient(CoreV1Api);
+  }
+
+  podName(id: string): string {
+    return `sbx-${this.options.deployment}-${id}`;
+  }
+
+  claimName(id: string): string {
+    return `sbx-${this.options.deployment}-${id}-workspace`;
+  }
+
+  async init(): Promise<void> {
+    await this.ping();
+  }
+
+  async ping(): Promise<void> {
+    await this.call("list session Pods", () =>
+      this.core.listNamespacedPod({ namespace: this.options.namespace, labelSelector: this.selector(), limit: 1 }),
+    );
+  }
+
+  async create(spec: BackendSessionSpec, signal: AbortSignal): Promise<BackendSession> {
+    if (signal.aborted) throw new StartTimeoutError("the create's deadline passed before the session was made");
+    let created: V1Pod;
+    try {
+      created = await this.core.createNamespacedPod({ namespace: this.options.namespace, body: this.podOf(spec) });
+    } catch (error) {
+      if (codeOf(error) === 409) throw new BackendConflictError(`Pod for session ${spec.id} exists`);
+      if (codeOf(error) === 422) {
+        throw new StartFailedError({ code: "other", message: `the Pod was refused: ${messageOf(error)}`, at: null });
+      }
+      throw unavailable("could not create the session Pod", error);
+    }
+    try {
+      if (spec.workspace.persistent) await this.ensureClaim(spec);
+      return await this.waitRunning(spec.id, created.metadata?.resourceVersion, signal);
+    } catch (error) {
+      await this.destroy(spec.id).catch((cleanup: unknown) => {
+        this.log.error({ sessionId: spec.id, err: cleanup }, "could not remove a failed session's Pod");
+      });
+      throw error;
+    }
+  }
+
+  async find(id: string): Promise<BackendSession | undefined> {
+    let pod: V1Pod | undefined;
+    try {
+      pod = await this.core.readNamespacedPod({ name: this.podName(id), namespace: this.options.namespace });
+    } catch (error) {
+      if (codeOf(error) !== 404) throw unavailable("could not read the session Pod", error);
+    }
+    if (pod && this.isOurs(pod.metadata?.labels)) return this.fromPod(pod);
+    let claim: V1PersistentVolumeClaim | undefined;
+    try {
+      claim = await this.core.readNamespacedPersistentVolumeClaim({
+        name: this.claimName(id),
+        namespace: this.options.namespace,
+      });
+    } catch (error) {
+      if (codeOf(error) !== 404) throw unavailable("could not read the session's workspace claim", error);
+    }
+    return claim && this.isOurs(claim.metadata?.labels) ? this.fromOrphanClaim(claim) : undefined;
+  }
+
+  async list(): Promise<BackendSession[]> {
+    const [pods, claims] = await Promise.all([
+      this.call("list session Pods", () =>
+        this.core.listNamespacedPod({ namespace: this.options.namespace, labelSelector: this.selector() }),
+      ),
+      this.call("list workspace claims", () =>
+        this.core.listNamespacedPersistentVolumeClaim({
+          namespace: this.options.namespace,
+          labelSelector: this.selector(),
+        }),
+      ),
+    ]);
+    const sessions = pods.items.flatMap((pod) => {
+      const session = this.fromPod(pod);
+      return session ? [session] : [];
+    });
+    const withPod = new Set(sessions.map((s) => s.id));
+    for (const claim of claims.items) {
+      const id = claim.metadata?.labels?.[LABELS.sessionId];
+      if (id === undefined || withPod.has(id)) continue;
+      const orphan = this.fromOrphanClaim(claim);
+      if (orphan) sessions.push(orphan);
+    }
+    return sessions;
+  }
+
+  async destroy(id: string): Promise<boolean> {
+    const namespace = this.options.namespace;
+    let existed = false;
+    try {
+      // Marked first, so every replica's change feed can tell our delete from someone else's.
+      await this.core.patchNamespacedPod(
+        { name: this.podName(id), namespace, body: { metadata: { annotations: { [DELETING_ANNOTATION]: "true" } } } },
+        setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
+      );
+      await this.core.deleteNamespacedPod({ name: this.podName(id), namespace });
+      existed = true;
+    } catch (error) {
+      if (codeOf(error) !== 404) throw unavailable("could not delete the session Pod", error);
+    }
+    try {
+      await this.core.deleteNamespacedPersistentVolumeClaim({ name: this.claimName(id), namespace });
+      existed = true;
+    } catch (error) {
+      if (codeOf(error) !== 404) throw unavailable("could not delete the session's workspace claim", error);
+    }
+    return existed;
+  }
+
+  watch(listener: SessionListener): () => void {
+    const path = `/api/v1/namespaces/${this.options.namespace}/pods`;
+    const informer = makeInformer<V1Pod>(
+      this.config,
+      path,
+      () => this.core.listNamespacedPod({ namespace: this.options.namespace, labelSelector: this.selector() }),
+      this.selector(),
+    );
+    const report = (pod: V1Pod) => {
+      const id = pod.metadata?.labels?.[LABELS.sessionId];
+      if (id !== undefined) listener(id, this.fromPod(pod));
+    };
+    informer.on("add", report);
+    informer.on("update", report);
+    informer.on("delete", (pod) => {
+      const id = pod.metadata?.labels?.[LABELS.sessionId];
+      if (id === undefined) return;
+      if (pod.metadata?.annotations?.[DELETING_ANNOTATION] !== undefined) {
+        listener(id, undefined);
+        return;
+      }
+      // Deleted by someone else: say so, rather than let the session just vanish.
+      const session = this.fromPod(pod);
+      if (session) listener(id, { ...session, state: { phase: "failed", reason: removedReason(Date.now()) } });
+    });
+    let stopped = false;
+    informer.on("error", (error) => {
+      if (stopped) return;
+      this.log.warn({ err: error }, "Kubernetes watch broke; following again in 1 s");
+      setTimeout(() => {
+        if (!stopped) void informer.start().catch((again: unknown) => this.log.warn({ err: again }, "watch restart"));
+      }, 1000).unref();
+    });
+    void informer.start().catch((error: unknown) => this.log.warn({ err: error }, "could not start the Pod watch"));
+    return () => {
+      stopped = true;
+      void informer.stop();
+    };
+  }
+
+  async owned(): Promise<OwnedObject[]> {
+    const [pods, claims] = await Promise.all([
+      this.call("list session Pods", () =>
+        this.core.listNamespacedPod({ namespace: this.options.namespace, labelSelector: this.selector() }),
+      ),
+      this.call("list workspace claims", () =>
+        this.core.listNamespacedPersistentVolumeClaim({
+          namespace: this.options.namespace,
+          labelSelector: this.selector(),
+        }),
+      ),
+    ]);
+    return [
+      ...pods.items.map((p) => ({
+        kind: "pod" as const,
+        name: p.metadata?.name ?? "",
+        sessionId: p.metadata?.labels?.[LABELS.sessionId],
+      })),
+      ...claims.items.map((c) => ({
+        kind: "pvc" as const,
+        name: c.metadata?.name ?? "",
+        sessionId: c.metadata?.labels?.[LABELS.sessionId],
+      })),
+    ];
+  }
+
+  // ---- internals -------------------------------------------------------
+
+  /** The session's Pod: locked down, runnerd's environment only, limits from the request. */
+  podOf(spec: BackendSessionSpec): V1Pod {
+    const cpu = String(spec.resources.cpus);
+    const memory = `${spec.resources.memoryMb}Mi`;
+    const scratch = (sizeMb: number) => ({ sizeLimit: `${sizeMb}Mi` });
+    return {
+      apiVersion: "v1",
+      kind: "Pod",
+      metadata: {
+        name: this.podName(spec.id),
+        namespace: this.options.namespace,
+        labels: { ...spec.meta.labels, ...this.ownership() },
+        annotations: spec.meta.annotations,
+      },
+      spec: {
+        restartPolicy: "Never",
+        hostname: spec.id,
+        automountServiceAccountToken: false,
+        enableServiceLinks: false,
+        terminationGracePeriodSeconds: this.options.terminationGracePeriodSeconds,
+        ...(this.options.runtimeClassName ? { runtimeClassName: this.options.runtimeClassName } : {}),
+        securityContext: {
+          runAsNonRoot: true,
+          runAsUser: SESSION_UID,
+          runAsGroup: SESSION_GID,
+          fsGroup: SESSION_GID,
+          seccompProfile: { type: "RuntimeDefault" },
+        },
+        containers: [
+          {
+            name: RUNNERD_CONTAINER,
+            image: spec.image,
+            imagePullPolicy: this.options.imagePullPolicy,
+            env: Object.entries(spec.runnerdEnv).map(([name, value]) => ({ name, value })),
+            ports: [{ name: "runnerd", containerPort: RUNNERD_PORT, protocol: "TCP" }],
+            workingDir: WORKSPACE_PATH,
+            resources: { requests: { cpu, memory }, limits: { cpu, memory } },
+            securityContext: {
+              allowPrivilegeEscalation: false,
+              readOnlyRootFilesystem: true,
+              runAsNonRoot: true,
+              capabilities: { drop: ["ALL"] },
+            },
+            volumeMounts: [
+              { name: "workspace", mountPath: WORKSPACE_PATH },
+              { name: "tmp", mountPath: "/tmp" },
+              { name: "home", mountPath: HOME_PATH },
+            ],
+          },
+        ],
+        volumes: [
+          spec.workspace.persistent
+            ? { name: "workspace", persistentVolumeClaim: { claimName: this.claimName(spec.id) } }
+            : { name: "workspace", emptyDir: scratch(spec.workspace.sizeMb) },
+          { name: "tmp", emptyDir: scratch(SCRATCH_MB.tmp) },
+          { name: "home", emptyDir: scratch(SCRATCH_MB.home) },
+        ],
+      },
+    };
+  }
+
+  private async ensureClaim(spec: BackendSessionSpec): Promise<void> {
+    const body: V1PersistentVolumeClaim = {
+      apiVersion: "v1",
+      kind: "PersistentVolumeClaim",
+      metadata: {
+        name: this.claimName(spec.id),
+        namespace: this.options.namespace,
+        labels: { ...spec.meta.labels, ...this.ownership() },
+        annotations: spec.meta.annotations,
+      },
+      spec: {
+        accessModes: ["ReadWriteOnce"],
+        resources: { requests: { storage: `${spec.workspace.sizeMb}Mi` } },
+        ...(spec.workspace.storageClass ? { storageClassName: spec.workspace.storageClass } : {}),
+      },
+    };
+    try {
+      await this.core.createNamespacedPersistentVolumeClaim({ namespace: this.options.namespace, body });
+    } catch (error) {
+      // Ours already (a repeat after a failed delete): the Pod takes it as it is.
+      if (codeOf(error) !== 409) throw unavailable("could not create the workspace claim", error);
+    }
+  }
+
+  /**
+   * Follows the new Pod until it runs with an address (or fails, or its
+   * deadline passes): a watch from the version the create returned, so no
+   * change between the two is missed.
+   */
+  private waitRunning(id: string, resourceVersion: string | undefined, signal: AbortSignal): Promise<BackendSession> {
+    const name = this.podName(id);
+    const path = `/api/v1/namespaces/${this.options.namespace}/pods`;
+    return new Promise<BackendSession>((resolve, reject) => {
+      let settled = false;
+      let current: AbortController | undefined;
+      let version = resourceVersion;
+      const finish = (result: { session?: BackendSession; error?: Error }) => {
+        if (settled) return;
+        settled = true;
+        signal.removeEventListener("abort", onAbort);
+        current?.abort();
+        if (result.session) resolve(result.session);
+        else reject(result.error);
+      };
+      const onAbort = () => finish({ error: new StartTimeoutError("the session Pod did not run in time") });
+      signal.addEventListener("abort", onAbort, { once: true });
+      const judge = (pod: V1Pod) => {
+        const session = this.fromPod(pod);
+        if (!session) return;
+        const { state } = session;
+        if (state.phase === "running" && session.endpoint) finish({ session });
+        else if (state.phase === "terminating")
+          finish({ error: new BackendNotFoundError(`Pod ${name} is being deleted`) });
+        else if (state.phase === "failed") {
+          finish({
+            error:
+              state.reason.code === "image-unavailable"
+                ? new ImageUnavailableError(pod.spec?.containers[0]?.image ?? "", state.reason.message)
+                : state.reason.code === "removed"
+                  ? new BackendNotFoundError(`Pod ${name} was deleted`)
+                  : new StartFailedError(state.reason),
+          });
+        }
+      };
+      const follow = async () => {
+        while (!settled) {
+          try {
+            current = await new Watch(this.config).watch(
+              path,
+              { fieldSelector: `metadata.name=${name}`, ...(version ? { resourceVersion: version } : {}) },
+              (type: string, pod: V1Pod) => {
+                version = pod.metadata?.resourceVersion ?? version;
+                if (type === "DELETED") finish({ error: new BackendNotFoundError(`Pod ${name} was deleted`) });
+                else judge(pod);
+              },
+              () => {
+                // The watch ended (server timeout, network): read once and follow again.
+                if (!settled) void follow();
+              },
+            );
+            return;
+          } catch (error) {
+            if (settled) return;
+            this.log.debug({ sessionId: id, err: error }, "watch of a new Pod failed; reading it instead");
+            version = undefined;
+          }
+          try {
+            const pod = await this.core.readNamespacedPod({ name, namespace: this.options.namespace });
+            version = pod.metadata?.resourceVersion;
+            judge(pod);
+          } catch (error) {
+            if (codeOf(error) === 404) finish({ error: new BackendNotFoundError(`Pod ${name} was deleted`) });
+            else if (!settled) await new Promise((r) => setTimeout(r, 200));
+          }
+        }
+      };
+      void follow();
+    });
+  }
+
+  private fromPod(pod: V1Pod): BackendSession | undefined {
+    const labels = pod.metadata?.labels ?? {};
+    const id = labels[LABELS.sessionId];
+    if (id === undefined) return undefined;
+    const { state, endpoint } = podState(pod);
+    return { id, meta: metaOf(labels, pod.metadata?.annotations ?? {}), state, endpoint };
+  }
+
+  /** A workspace claim whose Pod is gone: removed behind our back (our creates make the Pod first). */
+  private fromOrphanClaim(claim: V1PersistentVolumeClaim): BackendSession | undefined {
+    const labels = claim.metadata?.labels ?? {};
+    const id = labels[LABELS.sessionId];
+    if (id === undefined || claim.metadata?.deletionTimestamp) return undefined;
+    return {
+      id,
+      meta: metaOf(labels, claim.metadata?.annotations ?? {}),
+      state: { phase: "failed", reason: removedReason(null) },
+      endpoint: undefined,
+    };
+  }
+
+  private isOurs(labels: Record<string, string> | undefined): boolean {
+    return labels?.[LABELS.managed] === "true" && labels[LABELS.deployment] === this.options.deployment;
+  }
+
+  private ownership(): Record<string, string> {
+    return { [LABELS.managed]: "true", [LABELS.deployment]: this.options.deployment };
+  }
+
+  private selector(): string {
+    return `${LABELS.managed}=true,${LABELS.deployment}=${this.options.deployment}`;
+  }
+
+  private async call<T>(what: string, op: () => Promise<T>): Promise<T> {
+    try {
+      return await op();
+    } catch (error) {
+      throw unavailable(`could not ${what}`, error);
+    }
+  }
+}
+
+function metaOf(labels: Record<string, string>, annotations: Record<string, string>): SessionMeta {
+  const meta: SessionMeta = { labels: {}, annotations: {} };
+  for (const [key, value] of Object.entries(labels)) if (SELECTOR_KEYS.has(key)) meta.labels[key] = value;
+  for (const [key, value] of Object.entries(annotations)) {
+    if (key !== DELETING_ANNOTATION && ANNOTATION_PREFIXES.some((prefix) => key.startsWith(prefix))) {
+      meta.annotations[key] = value;
+    }
+  }
+  return meta;
+}
+
+function codeOf(error: unknown): number | undefined {
+  return error instanceof ApiException && typeof error.code === "number" ? error.code : undefined;
+}
+
+function messageOf(error: unknown): string {
+  if (error instanceof ApiException) {
+    const body: unknown = error.body;
+    if (typeof body === "string") {
+      try {
+        const parsed: unknown = JSON.parse(body);
+        if (
+          typeof parsed === "object" &&
+          parsed !== null &&
+          "message" in parsed &&
+          typeof parsed.message === "string"
+        ) {
+          return parsed.message;
+        }
+      } catch {
+        return body.slice(0, 300);
+      }
+    }
+    return `HTTP ${error.code}`;
+  }
+  return error instanceof Error ? error.message : String(error);
+}
+
+function unavailable(what: string, error: unknown): BackendUnavailableError {
+  if (error instanceof BackendUnavailableError) return error;
+  const code = codeOf(error);
+  const reason = code === 403 ? `forbidden (check the spawner's RBAC Role): ${messageOf(error)}` : messageOf(error);
+  return new BackendUnavailableError(`${what}: ${reason}`, { cause: error });
+}
