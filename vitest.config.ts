@@ -25,6 +25,15 @@ export default defineConfig({
       },
       {
         test: {
+          name: "kubernetes",
+          include: ["tests/kubernetes/**/*.test.ts"],
+          testTimeout: 180_000,
+          hookTimeout: 300_000,
+          env: { TESTCONTAINERS_RYUK_DISABLED: "true" },
+        },
+      },
+      {
+        test: {
           name: "runnerd",
           include: ["tests/runnerd/**/*.test.ts"],
           testTimeout: 60_000,

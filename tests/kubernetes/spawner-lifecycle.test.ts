@@ -1,0 +1,57 @@
+import { CoreV1Api, KubeConfig } from "@kubernetes/client-node";
+import { expect } from "vitest";
+import {
+  adminKubeconfig,
+  kubeLeftovers,
+  kubernetesUnavailable,
+  removeKubeDeployment,
+  SESSIONS_NAMESPACE,
+  startKubeSpawner,
+} from "../support/kubernetes.js";
+import { runLifecycleSuite } from "../support/lifecycle-suite.js";
+
+const skip = await kubernetesUnavailable();
+if (skip) console.warn(`SKIPPING spawner lifecycle tests on Kubernetes: ${skip}`);
+
+runLifecycleSuite({
+  backend: "kubernetes",
+  skip,
+  start: () => startKubeSpawner(),
+  async inspectLockdown(spawner, id) {
+    const admin = new KubeConfig();
+    admin.loadFromFile(adminKubeconfig() ?? "");
+    const pod = await admin
+      .makeApiClient(CoreV1Api)
+      .readNamespacedPod({ name: `sbx-${spawner.deployment}-${id}`, namespace: SESSIONS_NAMESPACE });
+    const spec = pod.spec;
+    const container = spec?.containers[0];
+    expect(spec?.automountServiceAccountToken).toBe(false);
+    expect(spec?.enableServiceLinks).toBe(false);
+    expect(spec?.securityContext).toMatchObject({
+      runAsNonRoot: true,
+      runAsUser: 10001,
+      runAsGroup: 10001,
+      fsGroup: 10001,
+      seccompProfile: { type: "RuntimeDefault" },
+    });
+    expect(container?.securityContext).toMatchObject({
+      allowPrivilegeEscalation: false,
+      readOnlyRootFilesystem: true,
+      capabilities: { drop: ["ALL"] },
+    });
+    expect(container?.resources).toMatchObject({
+      requests: { cpu: "500m", memory: "256Mi" },
+      limits: { cpu: "500m", memory: "256Mi" },
+    });
+    // No service account token is mounted, and nothing but the workspace and scratch is.
+    expect(container?.volumeMounts?.map((m) => m.mountPath).sort()).toEqual(["/home/sandbox", "/tmp", "/workspace"]);
+    expect(pod.metadata?.labels).toMatchObject({ "sbx.dev/session-id": id, "sbx.dev/org": "acme" });
+    expect(pod.metadata?.annotations?.["sbx.dev/owner"]).toBe("dev@acme.test");
+    return JSON.stringify(pod);
+  },
+  async leftovers(deployment) {
+    const left = await kubeLeftovers(deployment);
+    return [...left.pods, ...left.pvcs];
+  },
+  cleanup: removeKubeDeployment,
+});
