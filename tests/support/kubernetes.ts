@@ -9,7 +9,7 @@ import { CoreV1Api, KubeConfig } from "@kubernetes/client-node";
 import { createLogger } from "@sbx/edge";
 import { KubernetesBackend } from "../../services/spawner/src/backends/kubernetes/kubernetes-backend.js";
 import { RUNTIME_IMAGE } from "./docker.js";
-import { type SpawnerHandle, startSpawner } from "./spawner.js";
+import { type SpawnerHandle, type StartSpawnerOptions, startSpawner } from "./spawner.js";
 
 const run = promisify(execFile);
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
@@ -151,17 +151,18 @@ export async function removeKubeDeployment(deployment: string): Promise<void> {
 }
 
 /** A spawner on the host with the Kubernetes backend, acting as the ServiceAccount deploy/kubernetes binds. */
-export async function startKubeSpawner(env: Record<string, string> = {}): Promise<SpawnerHandle> {
+export async function startKubeSpawner(options: StartSpawnerOptions = {}): Promise<SpawnerHandle> {
   await applyRbac();
   await loadImages(RUNTIME_IMAGE);
   return startSpawner({
+    ...options,
     env: {
       SPAWNER_BACKEND: "kubernetes",
       SPAWNER_KUBECONFIG: await spawnerKubeconfig(),
       SPAWNER_KUBE_NAMESPACE: SESSIONS_NAMESPACE,
       SPAWNER_CREATE_TIMEOUT_MS: "60000",
       SPAWNER_TERMINATION_GRACE_SECONDS: "5",
-      ...env,
+      ...options.env,
     },
   });
 }

@@ -45,6 +45,8 @@ export interface RunningSession {
   token: string;
 }
 
+/** How soon a destroyed session's objects must be gone. */
+const GONE_WITHIN_MS = 60_000;
 /** How soon a dead session must be reported failed. */
 const FAILURE_REPORT_MS = 15_000;
 /** Each test makes real containers or Pods on the real backends. */
@@ -128,9 +130,23 @@ export function runBackendConformance(name: string, setup: () => Promise<Conform
       }
     }
 
+    /**
+     * Waits until nothing of the session is left. Destroy means "gone or going": Docker removes at
+     * once, a Pod terminates in the background, and meanwhile reads as terminating, never running.
+     */
     async function nothingLeftOf(id: string): Promise<void> {
-      expect(await h.backend.find(id)).toBeUndefined();
-      expect((await h.backend.owned()).filter((o) => o.sessionId === id)).toEqual([]);
+      const deadline = Date.now() + GONE_WITHIN_MS;
+      for (;;) {
+        const found = await h.backend.find(id);
+        const owned = (await h.backend.owned()).filter((o) => o.sessionId === id);
+        if (found === undefined && owned.length === 0) return;
+        if (found) expect(found.state.phase).toBe("terminating");
+        if (Date.now() > deadline) {
+          expect({ found, owned }).toEqual({ found: undefined, owned: [] });
+          return;
+        }
+        await delay(200);
+      }
     }
 
     /** Starts listening to the change feed for the session's failure (before the harm is done). */
@@ -235,8 +251,8 @@ export function runBackendConformance(name: string, setup: () => Promise<Conform
       async () => {
         const s = await create(newId("gone"), h.images.runs);
         expect(await h.backend.destroy(s.id)).toBe(true);
-        expect(await h.backend.destroy(s.id)).toBe(false);
         await nothingLeftOf(s.id);
+        expect(await h.backend.destroy(s.id)).toBe(false);
         expect(await h.backend.destroy(newId("never"))).toBe(false);
       },
       TEST_TIMEOUT_MS,
@@ -310,6 +326,7 @@ export function runBackendConformance(name: string, setup: () => Promise<Conform
       "reports a killed session as failed with the reason, by lookup and by its change feed",
       async () => {
         const s = await create(newId("killed"), h.images.runs);
+        await runnerdAnswers(s);
         const feed = failureFeed(s.id);
         await h.kill(s);
         await reportedFailed(s.id, "exited", feed);
