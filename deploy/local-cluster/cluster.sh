@@ -198,7 +198,8 @@ apt_get() { apt-get -o DPkg::Lock::Timeout=600 "$@"; }
 
 # ----------------------------------------------------------------- Go
 version_ge() { [[ $(printf '%s\n%s\n' "$2" "$1" | sort -V | head -1) == "$2" ]]; }
-go_version() { GOTOOLCHAIN=local "$1" env GOVERSION 2>/dev/null | sed 's/^go//'; }
+# (from / so that no go.mod around the caller's directory gets a say)
+go_version() { (cd / && GOTOOLCHAIN=local "$1" env GOVERSION 2>/dev/null | sed 's/^go//'); }
 
 # Installs the newest golang-1.NN-go (>= 1.21) that Debian offers, from the
 # release itself or else from its backports (through a private apt list, so
@@ -336,7 +337,7 @@ host_ip() {
 }
 
 user_chains() { # IPT TABLE: the user-defined chains of that table
-	"$1" -w 5 -t "$2" -S 2>/dev/null | awk '$1 == "-N" {print $2}'
+	{ "$1" -w 5 -t "$2" -S 2>/dev/null || true; } | awk '$1 == "-N" {print $2}'
 }
 
 # Records, once per up/down cycle, what `down` must put back: the sysctls
@@ -423,7 +424,7 @@ restore_iptables() {
 			for chain in "${all[@]}"; do
 				[[ -z ${isnew[$chain]:-} ]] || continue
 				# delete by number, last first, each rule whose target is a new chain
-				rules=$("$ipt" -w 5 -t "$t" -L "$chain" -n --line-numbers | awk 'NR > 2 {print $1, $2}' | sort -rn)
+				rules=$({ "$ipt" -w 5 -t "$t" -L "$chain" -n --line-numbers || true; } | awk 'NR > 2 {print $1, $2}' | sort -rn)
 				while read -r num target; do
 					[[ -n $num && -n ${isnew[$target]:-} ]] || continue
 					"$ipt" -w 5 -t "$t" -D "$chain" "$num"
@@ -456,8 +457,9 @@ forward_rules() { # add|del
 unmount_ours() {
 	local m
 	# mount points under our dirs, deepest first (mountinfo field 5)
-	awk '{print $5}' /proc/self/mountinfo | grep -E "^($CLUSTER_HOME|$RUN_DIR)(/|$)" | sort -r |
-		while read -r m; do
+	awk -v a="$CLUSTER_HOME" -v b="$RUN_DIR" \
+		'index($5, a "/") == 1 || $5 == a || index($5, b "/") == 1 || $5 == b {print $5}' /proc/self/mountinfo |
+		sort -r | while read -r m; do
 			umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || log "could not unmount $m"
 		done
 }
@@ -858,11 +860,23 @@ spec:
 	log "made $n PersistentVolume(s) of $size (sbx-pv-$(printf '%04d' $((last + 1))) .. sbx-pv-$(printf '%04d' $((last + n))))"
 }
 
+# Each pool PV's directory must exist (hostPath type Directory).
+ensure_pv_dirs() {
+	local path
+	for path in $(kc get pv -l "$PV_LABEL" -o jsonpath='{.items[*].spec.hostPath.path}'); do
+		case $path in "$PV_DIR"/sbx-pv-*) ;; *) continue ;; esac
+		[[ -d $path ]] && continue
+		mkdir -p "$path"
+		chmod 0777 "$path"
+	done
+}
+
 # The reclaimer (a background loop started by `up`): a pool PV becomes
 # Released when its claim is deleted; the loop empties its directory and
 # drops its claimRef, so it is Available again for the next claim.
 pv_reclaimer_loop() {
 	local name phase path
+	set +e # a failed step must not end the loop
 	while :; do
 		kc get pv -l "$PV_LABEL" --watch -o \
 			jsonpath='{.metadata.name}{" "}{.status.phase}{" "}{.spec.hostPath.path}{"\n"}' 2>/dev/null |
@@ -870,7 +884,7 @@ pv_reclaimer_loop() {
 				[[ $phase == Released ]] || continue
 				case $path in "$PV_DIR"/sbx-pv-*) ;; *) continue ;; esac
 				find "$path" -mindepth 1 -delete 2>/dev/null || rm -rf "${path:?}"/* "${path:?}"/.[!.]* 2>/dev/null || true
-				chmod 0777 "$path"
+				mkdir -p "$path" && chmod 0777 "$path"
 				if kc patch pv "$name" --type json -p '[{"op":"remove","path":"/spec/claimRef"}]' >/dev/null 2>&1; then
 					echo "$(date -u +%FT%TZ) $name reclaimed"
 				fi
@@ -926,6 +940,7 @@ cmd_up() {
 	[[ $(id -u) == 0 ]] || die "must run as root"
 	local t0 ip c kubelet_since
 	t0=$(now)
+	trap 'log "up failed; the logs are in $LOGS"' ERR
 	if cluster_answers; then
 		log "cluster already up (Kubernetes $K8S_VERSION, node $NODE_NAME Ready)"
 		log "kubeconfig: $ADMIN_KUBECONFIG"
@@ -946,12 +961,16 @@ cmd_up() {
 	start_controller_manager
 	start_scheduler
 	forward_rules add
-	kubelet_since=$(date +%s)
+	# a kubelet (re)started now must report anew; one that ran on keeps its
+	# heartbeat for minutes while nothing changes
+	kubelet_since=""
+	running kubelet || kubelet_since=$(date +%s)
 	start_kubelet "$ip"
 	start_kube_proxy
 	timed "node Ready" wait_until 180 "node $NODE_NAME Ready" node_ready "$kubelet_since"
 	timed "default ServiceAccount" wait_until 120 "ServiceAccount default/default" kc get serviceaccount default -n default
 	apply_storage_class
+	ensure_pv_dirs
 	local have
 	have=$(pv_count)
 	if ((have < PV_POOL)); then make_pvs $((PV_POOL - have)) "$PV_POOL_SIZE"; fi
