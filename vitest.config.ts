@@ -27,6 +27,8 @@ export default defineConfig({
         test: {
           name: "kubernetes",
           include: ["tests/kubernetes/**/*.test.ts"],
+          // One file at a time: they share one cluster (on CI, one 2-core machine).
+          fileParallelism: false,
           testTimeout: 180_000,
           hookTimeout: 300_000,
           env: { TESTCONTAINERS_RYUK_DISABLED: "true" },

@@ -4,13 +4,14 @@
 //
 //   node tests/bench/run.mjs runnerd-bench [args...]
 //   node tests/bench/run.mjs spawner-bench [args...]
+//   node tests/bench/run.mjs kubernetes-bench [args...]
 import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { build } from "esbuild";
 
 const [name, ...args] = process.argv.slice(2);
 if (!name) {
-  console.error("usage: node tests/bench/run.mjs <runnerd-bench|spawner-bench> [args...]");
+  console.error("usage: node tests/bench/run.mjs <runnerd-bench|spawner-bench|kubernetes-bench> [args...]");
   process.exit(2);
 }
 const here = new URL("./", import.meta.url);
@@ -25,8 +26,12 @@ await build({
   target: "node22",
   format: "esm",
   // Workspace packages are bundled; npm packages load from tests/node_modules.
-  external: ["dockerode", "eventsource-parser", "tar-stream"],
+  external: ["dockerode", "eventsource-parser", "tar-stream", "@kubernetes/client-node"],
   logLevel: "warning",
+  // Bundled CommonJS dependencies (pino, through the spawner's backends) call require() for built-ins.
+  banner: {
+    js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);",
+  },
 });
 const result = spawnSync(process.execPath, [outfile, ...args], { stdio: "inherit" });
 process.exit(result.status ?? 1);

@@ -40,7 +40,7 @@ runLifecycleSuite({
       capabilities: { drop: ["ALL"] },
     });
     expect(container?.resources).toMatchObject({
-      requests: { cpu: "500m", memory: "256Mi" },
+      requests: { cpu: "125m", memory: "256Mi" },
       limits: { cpu: "500m", memory: "256Mi" },
     });
     // No service account token is mounted, and nothing but the workspace and scratch is.

@@ -128,6 +128,8 @@ export function kubeBackendOf(deployment: string, kubeconfig = adminKubeconfig()
       imagePullPolicy: "IfNotPresent",
       runtimeClassName: undefined,
       terminationGracePeriodSeconds: 5,
+      cpuRequestFraction: 0.25,
+      unschedulableGraceMs: 0,
     },
     createLogger("tests", "warn"),
   );

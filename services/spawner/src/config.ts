@@ -110,6 +110,10 @@ const ConfigEnvSchema = z.object({
   SPAWNER_KUBE_IMAGE_PULL_POLICY: z.enum(["IfNotPresent", "Always", "Never"]).default("IfNotPresent"),
   /** Kubernetes: a RuntimeClass for session Pods (gVisor, Kata), when the cluster has one. */
   SPAWNER_KUBE_RUNTIME_CLASS: z.string().min(1).optional(),
+  /** Kubernetes: the CPU request as a fraction of the CPU limit (1 = Guaranteed QoS). */
+  SPAWNER_KUBE_CPU_REQUEST_FRACTION: decimal(0.01, 1).default(0.25),
+  /** Kubernetes: how long a new Pod may stay unschedulable before its create fails (0: at once). */
+  SPAWNER_KUBE_UNSCHEDULABLE_GRACE_MS: int(0).default(0),
   /** Seconds a deleted session's processes get between SIGTERM and SIGKILL. */
   SPAWNER_TERMINATION_GRACE_SECONDS: int(0, 600).default(10),
   /** The default profile's workspace: a PVC that outlives the Pod (Kubernetes), its size and class. */
@@ -221,6 +225,8 @@ const ConfigSchema = ConfigEnvSchema.transform((e, ctx) => {
             namespace: e.SPAWNER_KUBE_NAMESPACE,
             imagePullPolicy: e.SPAWNER_KUBE_IMAGE_PULL_POLICY,
             runtimeClassName: e.SPAWNER_KUBE_RUNTIME_CLASS,
+            cpuRequestFraction: e.SPAWNER_KUBE_CPU_REQUEST_FRACTION,
+            unschedulableGraceMs: e.SPAWNER_KUBE_UNSCHEDULABLE_GRACE_MS,
           },
     terminationGraceSeconds: e.SPAWNER_TERMINATION_GRACE_SECONDS,
     profiles,

@@ -17,6 +17,8 @@ export function createBackend(config: Config, log: Logger): SessionBackend {
           imagePullPolicy: settings.imagePullPolicy,
           runtimeClassName: settings.runtimeClassName,
           terminationGracePeriodSeconds: config.terminationGraceSeconds,
+          cpuRequestFraction: settings.cpuRequestFraction,
+          unschedulableGraceMs: settings.unschedulableGraceMs,
         },
         log,
       );

@@ -40,6 +40,16 @@ export interface KubernetesBackendOptions {
   runtimeClassName: string | undefined;
   /** How long a deleted session's processes get to end after SIGTERM. */
   terminationGracePeriodSeconds: number;
+  /**
+   * The CPU request as a fraction of the session's CPU limit: agents idle most of the time, and
+   * CPU (unlike memory) can be shared, so nodes may be packed tighter. 1 gives Guaranteed QoS.
+   */
+  cpuRequestFraction: number;
+  /**
+   * How long a new Pod may stay unschedulable before the create fails: 0 fails at once; clusters
+   * that scale nodes up, or run near capacity with Pods terminating, want some seconds.
+   */
+  unschedulableGraceMs: number;
 }
 
 const SELECTOR_KEYS: ReadonlySet<string> = new Set(Object.values(LABELS));
@@ -246,7 +256,8 @@ export class KubernetesBackend implements SessionBackend {
 
   /** The session's Pod: locked down, runnerd's environment only, limits from the request. */
   podOf(spec: BackendSessionSpec): V1Pod {
-    const cpu = String(spec.resources.cpus);
+    const cpuLimitMilli = Math.round(spec.resources.cpus * 1000);
+    const cpuRequestMilli = Math.max(10, Math.round(cpuLimitMilli * this.options.cpuRequestFraction));
     const memory = `${spec.resources.memoryMb}Mi`;
     const scratch = (sizeMb: number) => ({ sizeLimit: `${sizeMb}Mi` });
     return {
@@ -280,7 +291,10 @@ export class KubernetesBackend implements SessionBackend {
             env: Object.entries(spec.runnerdEnv).map(([name, value]) => ({ name, value })),
             ports: [{ name: "runnerd", containerPort: RUNNERD_PORT, protocol: "TCP" }],
             workingDir: WORKSPACE_PATH,
-            resources: { requests: { cpu, memory }, limits: { cpu, memory } },
+            resources: {
+              requests: { cpu: `${cpuRequestMilli}m`, memory },
+              limits: { cpu: `${cpuLimitMilli}m`, memory },
+            },
             securityContext: {
               allowPrivilegeEscalation: false,
               readOnlyRootFilesystem: true,
@@ -337,6 +351,7 @@ export class KubernetesBackend implements SessionBackend {
   private waitRunning(id: string, resourceVersion: string | undefined, signal: AbortSignal): Promise<BackendSession> {
     const name = this.podName(id);
     const path = `/api/v1/namespaces/${this.options.namespace}/pods`;
+    const started = Date.now();
     return new Promise<BackendSession>((resolve, reject) => {
       let settled = false;
       let current: AbortController | undefined;
@@ -359,6 +374,9 @@ export class KubernetesBackend implements SessionBackend {
         else if (state.phase === "terminating")
           finish({ error: new BackendNotFoundError(`Pod ${name} is being deleted`) });
         else if (state.phase === "failed") {
+          const waitForRoom =
+            state.reason.code === "unschedulable" && Date.now() - started < this.options.unschedulableGraceMs;
+          if (waitForRoom) return;
           finish({
             error:
               state.reason.code === "image-unavailable"

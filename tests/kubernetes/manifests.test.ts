@@ -1,0 +1,103 @@
+import { ExecResultSchema, SessionResponseSchema, signRequest } from "@sbx/protocol";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  kubectl,
+  kubeLeftovers,
+  kubernetesUnavailable,
+  loadImages,
+  SESSIONS_NAMESPACE,
+  SPAWNER_NAMESPACE,
+} from "../support/kubernetes.js";
+import { eventually } from "../support/proc.js";
+
+const skip = await kubernetesUnavailable();
+if (skip) console.warn(`SKIPPING the deploy/kubernetes manifests test: ${skip}`);
+
+/** The development secret overlays/local (and the README) publish. */
+const DEV_SECRET = "sbx-dev-secret-0123456789abcdef";
+/** The deployment name the base manifests give the spawner (SPAWNER_DEPLOYMENT). */
+const DEPLOYMENT = "default";
+
+describe.skipIf(skip !== undefined)("deploy/kubernetes/overlays/local on a real cluster", () => {
+  let url: string;
+
+  beforeAll(async () => {
+    await loadImages("sbx-spawner:latest", "sbx-runtime:latest");
+    await kubectl("apply", "-k", "deploy/kubernetes/overlays/local");
+    // A new image under the same tag: restart so the Pods run what was just built.
+    await kubectl("rollout", "restart", "deployment/sbx-spawner", "-n", SPAWNER_NAMESPACE);
+    await kubectl("rollout", "status", "deployment/sbx-spawner", "-n", SPAWNER_NAMESPACE, "--timeout=180s");
+    const ips = (
+      await kubectl(
+        "get",
+        "pods",
+        "-n",
+        SPAWNER_NAMESPACE,
+        "-l",
+        "app.kubernetes.io/name=sbx-spawner",
+        "--field-selector=status.phase=Running",
+        "-o",
+        "jsonpath={.items[*].status.podIP}",
+      )
+    )
+      .trim()
+      .split(/\s+/);
+    expect(ips.length).toBeGreaterThanOrEqual(2);
+    url = `http://${ips[0]}:8080`;
+  }, 300_000);
+
+  afterAll(async () => {
+    await kubectl("delete", "-k", "deploy/kubernetes/overlays/local", "--wait=true", "--timeout=120s").catch(() => "");
+  }, 180_000);
+
+  async function signed(method: string, path: string, body?: unknown) {
+    const text = body === undefined ? undefined : JSON.stringify(body);
+    const response = await fetch(`${url}${path}`, {
+      method,
+      headers: signRequest({ keyId: "default", secret: DEV_SECRET, method, pathWithQuery: path, body: text }),
+      ...(text === undefined ? {} : { body: text }),
+    });
+    const raw = await response.text();
+    return { status: response.status, body: raw === "" ? undefined : JSON.parse(raw) };
+  }
+
+  it("runs two ready spawner replicas that answer health and readiness", async () => {
+    const ready = await kubectl(
+      "get",
+      "deployment/sbx-spawner",
+      "-n",
+      SPAWNER_NAMESPACE,
+      "-o",
+      "jsonpath={.status.readyReplicas}",
+    );
+    expect(Number(ready)).toBe(2);
+    expect(await (await fetch(`${url}/readyz`)).json()).toEqual({ status: "ready", backend: "kubernetes" });
+  });
+
+  it("creates a session, runs a command in it and deletes it, signed, through a spawner Pod", async () => {
+    const created = await signed("POST", "/v1/sessions", { id: "manifest", org: "deploy" });
+    expect(created.status).toBe(201);
+    expect(SessionResponseSchema.parse(created.body).session).toMatchObject({ state: "ready", backend: "kubernetes" });
+    const exec = await signed("POST", "/v1/sessions/manifest/execs?wait=true", { shell: "echo hi from $(hostname)" });
+    expect(ExecResultSchema.parse(exec.body)).toMatchObject({ stdout: "hi from manifest\n", outcome: "completed" });
+    expect((await signed("DELETE", "/v1/sessions/manifest")).status).toBe(204);
+    expect(await eventually(async () => (await kubeLeftovers(DEPLOYMENT)).pods.length === 0, 60_000)).toBe(true);
+  });
+
+  it("gives the spawner a locked-down Pod and its sessions no service account token", async () => {
+    const spawner = JSON.parse(
+      await kubectl("get", "pods", "-n", SPAWNER_NAMESPACE, "-l", "app.kubernetes.io/name=sbx-spawner", "-o", "json"),
+    );
+    const pod = spawner.items[0];
+    expect(pod.spec.securityContext).toMatchObject({ runAsNonRoot: true, seccompProfile: { type: "RuntimeDefault" } });
+    expect(pod.spec.containers[0].securityContext).toMatchObject({
+      allowPrivilegeEscalation: false,
+      readOnlyRootFilesystem: true,
+      capabilities: { drop: ["ALL"] },
+    });
+    // The secret reaches the spawner from a Secret, never as a literal in the Pod spec.
+    expect(JSON.stringify(pod.spec)).not.toContain(DEV_SECRET);
+    const policies = await kubectl("get", "networkpolicies", "-n", SESSIONS_NAMESPACE, "-o", "name");
+    expect(policies).toContain("sessions-from-spawner");
+  });
+});
