@@ -2,7 +2,8 @@
 # A real single-node Kubernetes for CI and tests on a machine without a
 # container registry: etcd, kube-apiserver, kube-controller-manager,
 # kube-scheduler, kubelet and kube-proxy built from this folder's Go module,
-# Pods run by a private containerd (Debian's) with Debian's CNI plugins.
+# Pods run by a private containerd (Debian's) with Debian's CNI plugins, and
+# NetworkPolicies enforced by kube-network-policies (built from netpol/).
 #
 #   cluster.sh up                      build if needed, start, wait for the node
 #   cluster.sh down                    stop everything, undo every host change
@@ -57,11 +58,25 @@ PV_POOL=${SBX_CLUSTER_PV_POOL:-8}
 PV_POOL_SIZE=${SBX_CLUSTER_PV_SIZE:-10Gi}
 DEFAULT_IMAGES=(sbx-runtime:latest sbx-spawner:latest)
 
+# NetworkPolicy enforcement: sigs.k8s.io/kube-network-policies, built from
+# the module in netpol/ (see README.md). SBX_CLUSTER_NETWORK_POLICY=0: not
+# started (nor built), NetworkPolicies are then stored but not enforced.
+NETPOL=${SBX_CLUSTER_NETWORK_POLICY:-1}
+NETPOL_BINARY=kube-network-policies
+NETPOL_TABLE=sbx-network-policies # its inet nftables table; `down` deletes it
+NETPOL_QUEUE=100                  # the nfqueue its rules send packets to
+NETPOL_METRICS=127.0.0.1:9080
+# netpol/overlay/nftables-expr-queue.go replaces expr/queue.go of exactly
+# this github.com/google/nftables version (what netpol/go.sum selects)
+NETPOL_NFTABLES_VERSION=v0.3.0
+
 K8S_BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubelet kubectl)
 OUR_BINARIES=(etcd pause cri-clean)
 # Start order; `down` stops in the order of STOP_ORDER.
-COMPONENTS=(containerd etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy pv-reclaimer)
-STOP_ORDER=(pv-reclaimer kubelet kube-proxy kube-scheduler kube-controller-manager kube-apiserver etcd containerd)
+COMPONENTS=(containerd etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy)
+[[ $NETPOL == 0 ]] || COMPONENTS+=("$NETPOL_BINARY")
+COMPONENTS+=(pv-reclaimer)
+STOP_ORDER=("$NETPOL_BINARY" pv-reclaimer kubelet kube-proxy kube-scheduler kube-controller-manager kube-apiserver etcd containerd)
 # Sysctls the kubelet rewrites (setupKernelTunables) and the one kube-proxy
 # would (route_localnet, which the flags below avoid); saved before the first
 # start, restored by `down`.
@@ -295,20 +310,42 @@ binaries_present() {
 	[[ -f $BIN/.stamp && $(<"$BIN/.stamp") == "$(build_stamp)" ]]
 }
 
+netpol_stamp() {
+	cat "$HERE/netpol/go.mod" "$HERE/netpol/go.sum" "$HERE"/netpol/cmd/*/*.go "$HERE"/netpol/overlay/*.go |
+		sha256sum | cut -c1-16
+}
+
+netpol_present() {
+	[[ -x $BIN/$NETPOL_BINARY && -f $BIN/.netpol-stamp && $(<"$BIN/.netpol-stamp") == "$(netpol_stamp)" ]]
+}
+
 cmd_build() {
+	local k8s=1 netpol=1
 	if binaries_present; then
 		log "binaries for Kubernetes $K8S_VERSION / etcd $ETCD_VERSION already built in $BIN"
-		return 0
+		k8s=0
 	fi
-	grep -q "^[[:space:]]*k8s.io/kubernetes $K8S_VERSION\$" "$HERE/go.mod" ||
-		die "go.mod does not require k8s.io/kubernetes $K8S_VERSION (K8S_VERSION in cluster.sh)"
+	if [[ $NETPOL == 0 ]]; then
+		netpol=0
+	elif netpol_present; then
+		log "$NETPOL_BINARY already built in $BIN"
+		netpol=0
+	fi
+	((k8s || netpol)) || return 0
 	choose_go
 	export GOMODCACHE=$CLUSTER_HOME/go/mod GOCACHE=$CLUSTER_HOME/go/cache GOPATH=$CLUSTER_HOME/go/path
 	export GOFLAGS="-modcacherw -buildvcs=false" CGO_ENABLED=0 GOWORK=off GO111MODULE=on
 	mkdir -p "$GOMODCACHE" "$GOCACHE" "$GOPATH"
+	((k8s == 0)) || build_kubernetes
+	((netpol == 0)) || build_netpol
+}
+
+build_kubernetes() {
+	grep -q "^[[:space:]]*k8s.io/kubernetes $K8S_VERSION\$" "$HERE/go.mod" ||
+		die "go.mod does not require k8s.io/kubernetes $K8S_VERSION (K8S_VERSION in cluster.sh)"
 	pushd "$HERE" >/dev/null
 	timed "go: toolchain and module download" "$GO" mod download
-	local pkgs=() b out=$BIN.new
+	local pkgs=() b f out=$BIN.new
 	for b in "${K8S_BINARIES[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$b"); done
 	for b in "${OUR_BINARIES[@]}"; do pkgs+=("./cmd/$b"); done
 	rm -rf "$out"
@@ -317,9 +354,47 @@ cmd_build() {
 	timed "go: build binaries" "$GO" build -trimpath -ldflags "$(go_ldflags)" -o "$out/" "${pkgs[@]}"
 	popd >/dev/null
 	build_stamp >"$out/.stamp"
+	# kube-network-policies is built on its own: keep it
+	for f in "$NETPOL_BINARY" .netpol-stamp; do
+		if [[ -e $BIN/$f ]]; then mv "$BIN/$f" "$out/"; fi
+	done
 	rm -rf "$BIN"
 	mv "$out" "$BIN"
 	log "binaries in $BIN ($(du -sh "$BIN" | cut -f1))"
+}
+
+# kube-network-policies from netpol/ (its own module: it pins other k8s.io
+# versions). Its nftables rules send packets to userspace with the native
+# `queue` expression, which needs CONFIG_NFT_QUEUE; kernels without it (this
+# VM's) refuse the whole table, and the controller then enforces nothing. So
+# the build swaps github.com/google/nftables' expr/queue.go for
+# netpol/overlay/nftables-expr-queue.go, which sends the same request as the
+# xtables NFQUEUE target (nft_compat, as `iptables-nft -j NFQUEUE` does).
+# `go build -overlay` may not replace files in the module cache: the build
+# uses a copy of that module through a `replace` in a temporary go.mod
+# (-modfile); netpol/go.mod stays as committed.
+build_netpol() {
+	local src=$HERE/netpol tmp=$CLUSTER_HOME/netpol-build dir version
+	pushd "$src" >/dev/null
+	timed "go: kube-network-policies modules" "$GO" mod download
+	read -r dir version < <("$GO" list -m -f '{{.Dir}} {{.Version}}' github.com/google/nftables)
+	[[ $version == "$NETPOL_NFTABLES_VERSION" ]] ||
+		die "netpol/go.mod selects github.com/google/nftables $version; netpol/overlay/nftables-expr-queue.go was written for $NETPOL_NFTABLES_VERSION: compare it with that version's expr/queue.go, then update NETPOL_NFTABLES_VERSION"
+	rm -rf "$tmp"
+	mkdir -p "$tmp"
+	cp -r "$dir" "$tmp/nftables"
+	chmod -R u+w "$tmp/nftables"
+	cp "$src/overlay/nftables-expr-queue.go" "$tmp/nftables/expr/queue.go"
+	cp "$src/go.mod" "$src/go.sum" "$tmp/"
+	printf '\nreplace github.com/google/nftables %s => %s\n' "$version" "$tmp/nftables" >>"$tmp/go.mod"
+	mkdir -p "$BIN"
+	log "building $NETPOL_BINARY"
+	timed "go: build $NETPOL_BINARY" "$GO" build -modfile "$tmp/go.mod" -trimpath -ldflags "-s -w" \
+		-o "$tmp/$NETPOL_BINARY" ./cmd/kube-network-policies
+	popd >/dev/null
+	mv "$tmp/$NETPOL_BINARY" "$BIN/$NETPOL_BINARY"
+	netpol_stamp >"$BIN/.netpol-stamp"
+	rm -rf "$tmp"
 }
 
 # ----------------------------------------------------------------- host
@@ -509,6 +584,7 @@ gen_certs() {
 	issue controller-manager "/CN=system:kube-controller-manager" clientAuth
 	issue scheduler "/CN=system:kube-scheduler" clientAuth
 	issue kube-proxy "/CN=system:kube-proxy" clientAuth
+	issue kube-network-policies "/CN=system:kube-network-policies" clientAuth
 	issue admin "/O=system:masters/CN=sbx-admin" clientAuth
 	chmod 600 "$PKI"/*.key
 }
@@ -559,6 +635,8 @@ write_kubeconfigs() {
 	write_kubeconfig "$CONF/scheduler.kubeconfig" system:kube-scheduler "$PKI/scheduler.crt" "$PKI/scheduler.key"
 	write_kubeconfig "$CONF/kubelet.kubeconfig" "system:node:$NODE_NAME" "$PKI/kubelet.crt" "$PKI/kubelet.key"
 	write_kubeconfig "$CONF/kube-proxy.kubeconfig" system:kube-proxy "$PKI/kube-proxy.crt" "$PKI/kube-proxy.key"
+	write_kubeconfig "$CONF/kube-network-policies.kubeconfig" system:kube-network-policies \
+		"$PKI/kube-network-policies.crt" "$PKI/kube-network-policies.key"
 }
 
 # ---------------------------------------------------------------- configs
@@ -784,6 +862,84 @@ start_kube_proxy() {
 		--metrics-bind-address 127.0.0.1:10249
 }
 
+# kube-network-policies (sigs.k8s.io/kube-network-policies, see build_netpol)
+# as a process, like kube-proxy: it watches NetworkPolicies, Namespaces and
+# Pods, keeps the inet table NETPOL_TABLE (hooks postrouting and, for DNS,
+# prerouting) that sends the first packet of each new connection to or from
+# a policed Pod of this node to nfqueue NETPOL_QUEUE, and answers each with
+# accept or drop. Its table goes when it stops (SIGTERM); `down` deletes
+# what a killed one left. Fail-closed (upstream's default): with the table
+# in place and no process, policed Pods get no new connections.
+# Upstream's own rule `meta skuid 0 accept` lets every packet that a root
+# process of the node sends pass unchecked (kubelet probes, a spawner run
+# as root); other host processes reach policed Pods from the sbx0 address
+# (the Pod CIDR's first address) and need an ipBlock for it.
+apply_netpol_rbac() { # upstream's ClusterRole (install.yaml)
+	kc apply -f - >/dev/null <<EOF
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: sbx:kube-network-policies
+rules:
+- apiGroups: [""]
+  resources: [pods, namespaces]
+  verbs: [list, watch]
+- apiGroups: [networking.k8s.io]
+  resources: [networkpolicies]
+  verbs: [list, watch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: sbx:kube-network-policies
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ClusterRole
+  name: sbx:kube-network-policies
+subjects:
+- apiGroup: rbac.authorization.k8s.io
+  kind: User
+  name: system:kube-network-policies
+EOF
+}
+
+netpol_table_present() { nft list tables inet 2>/dev/null | grep -qxF "table inet $NETPOL_TABLE"; }
+
+remove_netpol_table() {
+	if netpol_table_present; then
+		nft delete table inet "$NETPOL_TABLE" && log "removed nftables table inet $NETPOL_TABLE"
+	fi
+	return 0
+}
+
+start_netpol() {
+	if running "$NETPOL_BINARY" && ! netpol_table_present; then
+		# someone deleted its table: it would only add it back at the next
+		# change of a Pod, Namespace or NetworkPolicy
+		log "$NETPOL_BINARY runs without its nftables table: restarting it"
+		stop_component "$NETPOL_BINARY"
+	fi
+	if ! running "$NETPOL_BINARY"; then
+		remove_netpol_table # left by a killed one: fail-closed rules, no reader
+		apply_netpol_rbac
+	fi
+	start_bg "$NETPOL_BINARY" "$BIN/$NETPOL_BINARY" \
+		--kubeconfig "$CONF/kube-network-policies.kubeconfig" \
+		--hostname-override "$NODE_NAME" \
+		--nfqueue-id "$NETPOL_QUEUE" \
+		--nftables-table "$NETPOL_TABLE" \
+		--metrics-bind-address "$NETPOL_METRICS"
+}
+
+# The controller logs a failed rule sync and runs on, enforcing nothing:
+# `up` insists on seeing its table.
+wait_netpol_table() {
+	wait_until 30 "nftables table inet $NETPOL_TABLE" netpol_table_present && return 0
+	stop_component "$NETPOL_BINARY"
+	remove_netpol_table
+	die "$NETPOL_BINARY installed no nftables rules (see $LOGS/$NETPOL_BINARY.log; the kernel needs nf_tables, nft_compat with the xt NFQUEUE target, nfnetlink_queue); SBX_CLUSTER_NETWORK_POLICY=0 runs the cluster without NetworkPolicy enforcement"
+}
+
 # node_ready [SINCE]: the node is Ready, by a heartbeat at or after SINCE
 # (epoch seconds) if given; a restarted kubelet's node keeps its old Ready
 # condition until the kubelet reports again.
@@ -799,6 +955,7 @@ node_ready() {
 cluster_answers() {
 	local c
 	for c in "${COMPONENTS[@]}"; do running "$c" || return 1; done
+	[[ $NETPOL == 0 ]] || netpol_table_present || return 1
 	[[ -x $BIN/kubectl && -f $ADMIN_KUBECONFIG ]] || return 1
 	kc get --raw /readyz >/dev/null 2>&1 || return 1
 	node_ready ""
@@ -967,8 +1124,10 @@ cmd_up() {
 	running kubelet || kubelet_since=$(date +%s)
 	start_kubelet "$ip"
 	start_kube_proxy
+	[[ $NETPOL == 0 ]] || start_netpol
 	timed "node Ready" wait_until 180 "node $NODE_NAME Ready" node_ready "$kubelet_since"
 	timed "default ServiceAccount" wait_until 120 "ServiceAccount default/default" kc get serviceaccount default -n default
+	[[ $NETPOL == 0 ]] || timed "NetworkPolicy rules (nftables)" wait_netpol_table
 	apply_storage_class
 	ensure_pv_dirs
 	local have
@@ -1006,6 +1165,7 @@ cmd_down() {
 	if [[ -x $BIN/kube-proxy ]]; then
 		"$BIN/kube-proxy" --cleanup >"$LOGS/kube-proxy-cleanup.log" 2>&1 || true
 	fi
+	remove_netpol_table
 	forward_rules del
 	restore_iptables
 	remove_new_empty_tables
@@ -1055,6 +1215,14 @@ cmd_status() {
 			rc=1
 		fi
 	done
+	if [[ $NETPOL != 0 ]]; then
+		if netpol_table_present; then
+			printf '%-24s nftables table inet %s present\n' "" "$NETPOL_TABLE"
+		else
+			printf '%-24s nftables table inet %s ABSENT: NetworkPolicies not enforced\n' "" "$NETPOL_TABLE"
+			rc=1
+		fi
+	fi
 	if running kube-apiserver; then kc get nodes -o wide || rc=1; fi
 	return $rc
 }
