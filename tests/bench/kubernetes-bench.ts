@@ -69,7 +69,7 @@ async function main() {
       id,
       image: RUNTIME_IMAGE,
       meta: { labels: { "sbx.dev/session-id": id }, annotations: {} },
-      runnerdEnv: runnerdEnvironment(sha256Hex(token), {}),
+      runnerdEnv: runnerdEnvironment(sha256Hex(token), 1024, {}),
       resources: { cpus: 1, memoryMb: 1024, pids: 1024 },
       workspace: { persistent: false, sizeMb: 1024 },
     });

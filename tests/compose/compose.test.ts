@@ -6,7 +6,7 @@ import { promisify } from "node:util";
 import { ExecResultSchema, SessionResponseSchema } from "@sbx/protocol";
 import { DockerComposeEnvironment, type StartedDockerComposeEnvironment, Wait } from "testcontainers";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { docker, dockerUnavailable, leftovers, removeDeployment } from "../support/docker.js";
+import { docker, dockerUnavailable, inspect, leftovers, removeDeployment } from "../support/docker.js";
 
 const run = promisify(execFile);
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
@@ -51,6 +51,7 @@ describe.skipIf(skip !== undefined)("docker compose up, then a signed curl", () 
     SBX_DEPLOYMENT: `smoke-${suffix}`,
     SBX_NETWORK: `sbx-smoke-${suffix}`,
     SBX_PORT: "0",
+    SBX_METRICS_PORT: "0",
   };
   let environment: StartedDockerComposeEnvironment | undefined;
   const curl = (...args: string[]) =>
@@ -61,6 +62,7 @@ describe.skipIf(skip !== undefined)("docker compose up, then a signed curl", () 
 
   beforeAll(async () => {
     env.SBX_PORT = String(await freePort());
+    env.SBX_METRICS_PORT = String(await freePort());
     // The same `docker compose up --build` a newcomer runs; testcontainers waits for the spawner's
     // healthcheck and for the runtime image's one-shot build container to finish.
     environment = await new DockerComposeEnvironment(ROOT, "compose.yml")
@@ -95,6 +97,37 @@ describe.skipIf(skip !== undefined)("docker compose up, then a signed curl", () 
     expect((await leftovers(env.SBX_DEPLOYMENT)).containers).toEqual([]);
     const logs = await docker("logs", `${project}-spawner-1`);
     expect(logs).toContain("DEVELOPMENT secrets published in the README");
+  });
+
+  it("keeps sessions from reaching each other and the spawner, in compose's own setup", async () => {
+    for (const id of ["one", "two"]) {
+      expect(JSON.parse((await curl("POST", "/v1/sessions", `{"id":"${id}","org":"smoke"}`)).stdout)).toMatchObject({
+        session: { state: "ready" },
+      });
+    }
+    const two = await inspect(`sbx-${env.SBX_DEPLOYMENT}-two`);
+    const network = Object.values(two.NetworkSettings.Networks)[0];
+    for (const target of [
+      `http://${network?.IPAddress}:7070/healthz`,
+      `http://${network?.Gateway}:${env.SBX_PORT}/healthz`,
+      `http://${network?.Gateway}:${env.SBX_METRICS_PORT}/metrics`,
+    ]) {
+      const attempt = ExecResultSchema.parse(
+        JSON.parse(
+          (
+            await curl(
+              "POST",
+              "/v1/sessions/one/execs?wait=true",
+              JSON.stringify({ argv: ["curl", "-s", "-o", "/dev/null", "-m", "3", target] }),
+            )
+          ).stdout,
+        ),
+      );
+      expect(attempt.exitCode, target).not.toBe(0);
+    }
+    // Metrics answer on their own listener, on the host's loopback.
+    expect(await (await fetch(`http://127.0.0.1:${env.SBX_METRICS_PORT}/metrics`)).text()).toContain("sbx_sessions");
+    for (const id of ["one", "two"]) await curl("DELETE", `/v1/sessions/${id}`, "-");
   });
 
   it("stops cleanly with docker compose down", async () => {

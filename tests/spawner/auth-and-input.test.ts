@@ -48,12 +48,14 @@ describe.skipIf(skip !== undefined)("request signing and bad input", () => {
 
   const code = (body: unknown) => ErrorEnvelopeSchema.parse(body).error.code;
 
-  it("serves health, readiness and metrics without a signature", async () => {
+  it("serves health and readiness without a signature, and metrics on a listener of their own", async () => {
     expect((await fetch(`${spawner.url}/healthz`)).status).toBe(200);
     expect(await (await fetch(`${spawner.url}/readyz`)).json()).toMatchObject({ status: "ready", backend: "docker" });
-    const metrics = await (await fetch(`${spawner.url}/metrics`)).text();
+    const metrics = await (await fetch(`${spawner.metricsUrl()}/metrics`)).text();
     expect(metrics).toContain("sbx_session_creates_total");
     expect(metrics).toContain("sbx_sessions");
+    // Not on the API's port, where whoever reaches the API would read them.
+    expect((await fetch(`${spawner.url}/metrics`)).status).toBe(401);
   });
 
   it("refuses unsigned requests, naming what is missing", async () => {

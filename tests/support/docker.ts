@@ -94,6 +94,7 @@ export interface DockerInspect {
   };
   Mounts: Array<{ Type: string; Name?: string; Destination: string }>;
   State: { Running: boolean; Status: string };
+  NetworkSettings: { Networks: Record<string, { IPAddress: string; Gateway: string }> };
 }
 
 /** A tag no image has, for the "image cannot be had" paths. */

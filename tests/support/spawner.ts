@@ -9,6 +9,8 @@ export const SPAWNER_BUNDLE = fileURLToPath(new URL("../../services/spawner/dist
 
 export interface SpawnerHandle {
   url: string;
+  /** Where its Prometheus metrics listener answers (from its `metrics listening` log line). */
+  metricsUrl(): string;
   deployment: string;
   keyId: string;
   secret: string;
@@ -56,6 +58,7 @@ export async function startSpawner(options: StartSpawnerOptions = {}): Promise<S
       PATH: process.env.PATH ?? "/usr/bin:/bin",
       SPAWNER_HOST: "127.0.0.1",
       SPAWNER_PORT: "0",
+      SPAWNER_METRICS_PORT: "0",
       SPAWNER_DEPLOYMENT: deployment,
       SPAWNER_HMAC_KEYS: `${keyId}:${secret}`,
       SPAWNER_RUNNERD_SECRET: runnerdSecret,
@@ -84,6 +87,11 @@ export async function startSpawner(options: StartSpawnerOptions = {}): Promise<S
   };
   return {
     url,
+    metricsUrl() {
+      const port = /"port":(\d+)[^\n]*"msg":"metrics listening"/.exec(output())?.[1];
+      if (port === undefined) throw new Error("the spawner has not logged its metrics listener");
+      return `http://127.0.0.1:${port}`;
+    },
     deployment,
     keyId,
     secret,

@@ -122,6 +122,9 @@ type Plain = new (
 /** One class per code; keyed by the protocol's code type, so a new code without a class does not compile. */
 const BY_CODE: Record<ErrorCode, Plain> = {
   VALIDATION_FAILED: ValidationError,
+  MALFORMED_REQUEST: ValidationError,
+  HEADERS_TOO_LARGE: ValidationError,
+  REQUEST_TIMEOUT: ConnectionError,
   INVALID_JSON: ValidationError,
   INVALID_PATH: ValidationError,
   INVALID_CWD: ValidationError,

@@ -7,6 +7,8 @@ import { z } from "zod";
  */
 export const ERROR_STATUS = {
   VALIDATION_FAILED: 400,
+  /** The HTTP request itself could not be parsed. */
+  MALFORMED_REQUEST: 400,
   INVALID_JSON: 400,
   INVALID_PATH: 400,
   INVALID_CWD: 400,
@@ -27,6 +29,8 @@ export const ERROR_STATUS = {
   EXEC_NOT_FOUND: 404,
   FILE_NOT_FOUND: 404,
   METHOD_NOT_ALLOWED: 405,
+  /** The request's headers did not arrive within the server's header timeout. */
+  REQUEST_TIMEOUT: 408,
   SESSION_CONFLICT: 409,
   SESSION_NOT_READY: 409,
   EXEC_EXISTS: 409,
@@ -46,6 +50,8 @@ export const ERROR_STATUS = {
   PAYLOAD_TOO_LARGE: 413,
   FILE_TOO_LARGE: 413,
   UNSUPPORTED_MEDIA_TYPE: 415,
+  /** The request's headers exceed the server's limit. */
+  HEADERS_TOO_LARGE: 431,
   CHECKSUM_MISMATCH: 422,
   ARCHIVE_REFUSED: 422,
   TOO_MANY_EXECS: 429,

@@ -1,6 +1,6 @@
 import { createServer } from "node:http";
 import { getRequestListener } from "@hono/node-server";
-import { createLogger, listen, loadConfigOrExit, systemClock } from "@sbx/edge";
+import { answerClientErrors, createLogger, listen, loadConfigOrExit, systemClock } from "@sbx/edge";
 import { createRunnerd } from "./app.js";
 import { loadConfig } from "./config.js";
 
@@ -20,6 +20,7 @@ async function main(): Promise<void> {
     { requestTimeout: 0, keepAliveTimeout: 65_000 },
     getRequestListener(runnerd.app.fetch),
   );
+  answerClientErrors(server, log);
   listen(server, config.host, config.port, log, { version, pid: process.pid, root: config.root });
 
   let stopping = false;

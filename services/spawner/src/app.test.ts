@@ -243,12 +243,12 @@ describe("the sweeper", () => {
 });
 
 describe("the HTTP surface", () => {
-  it("serves health, readiness, metrics and the API description unsigned, and nothing else", async () => {
+  it("serves health, readiness and the API description unsigned, and nothing else", async () => {
     const s = await spawner();
-    for (const path of ["/healthz", "/readyz", "/metrics", "/openapi.json"]) {
+    for (const path of ["/healthz", "/readyz", "/openapi.json"]) {
       expect((await fetch(`${s.url}${path}`)).status, path).toBe(200);
     }
-    for (const path of ["/v1/sessions", "/v1/sessions/x", "/v1/sessions/x/execs", "/elsewhere"]) {
+    for (const path of ["/v1/sessions", "/v1/sessions/x", "/v1/sessions/x/execs", "/metrics", "/elsewhere"]) {
       const response = await fetch(`${s.url}${path}`);
       expect(response.status, path).toBe(401);
       expect(errorOf(await response.json()).code).toBe("SIGNATURE_MISSING");

@@ -71,7 +71,7 @@ export function createSpawner(deps: SpawnerDeps): Spawner {
     });
   });
 
-  app.route("/", healthRoutes(backend, metrics));
+  app.route("/", healthRoutes(backend));
   app.route("/", sessionRoutes(sessions));
   app.route("/", sessionProxyRoutes(sessions, proxy, metrics));
   app.openAPIRegistry.registerComponent("securitySchemes", "hmac", {

@@ -83,6 +83,9 @@ const ProfilesSchema = z
 const ConfigEnvSchema = z.object({
   SPAWNER_HOST: z.string().min(1).default("127.0.0.1"),
   SPAWNER_PORT: int(0, 65_535).default(8080),
+  /** Prometheus metrics listen here, apart from the API: put it where only Prometheus reaches. */
+  SPAWNER_METRICS_HOST: z.string().min(1).default("127.0.0.1"),
+  SPAWNER_METRICS_PORT: int(0, 65_535).default(9090),
   /** Signing keys of the public API. Required unless SPAWNER_DEV_INSECURE is set. */
   SPAWNER_HMAC_KEYS: HmacKeysSchema.optional(),
   /** Secret from which every session's runnerd token is derived. */
@@ -97,11 +100,13 @@ const ConfigEnvSchema = z.object({
   /** Bridge network for session containers (created if missing). Default: sbx-<deployment>. */
   SPAWNER_DOCKER_NETWORK: z.string().optional(),
   /**
-   * How the spawner reaches runnerd: `address` — the container's IP on the
-   * shared network (the spawner runs in a container on it, as in compose);
-   * `published` — a port published on 127.0.0.1 (the spawner runs on the host).
+   * How the spawner reaches runnerd: `address` — the container's IP on the sessions' bridge,
+   * routed by the host (the spawner on the host, or in a container with host networking, as
+   * compose runs it); `published` — a port published on 127.0.0.1, for hosts that cannot route
+   * to container addresses (one more hop: Docker's port proxy). Sessions never reach each other
+   * either way: the bridge has inter-container traffic off.
    */
-  SPAWNER_RUNNERD_ACCESS: z.enum(["address", "published"]).default("published"),
+  SPAWNER_RUNNERD_ACCESS: z.enum(["address", "published"]).default("address"),
   SPAWNER_PULL_IMAGES: z.enum(["if-missing", "never"]).default("if-missing"),
   /** Kubernetes: a kubeconfig file; without one $KUBECONFIG, ~/.kube/config or the in-cluster account. */
   SPAWNER_KUBECONFIG: z.string().min(1).optional(),
@@ -206,6 +211,8 @@ const ConfigSchema = ConfigEnvSchema.transform((e, ctx) => {
   return {
     host: e.SPAWNER_HOST,
     port: e.SPAWNER_PORT,
+    metricsHost: e.SPAWNER_METRICS_HOST,
+    metricsPort: e.SPAWNER_METRICS_PORT,
     hmacKeys: e.SPAWNER_HMAC_KEYS ?? new Map<string, string>(),
     runnerdSecret: e.SPAWNER_RUNNERD_SECRET,
     devInsecure: e.SPAWNER_DEV_INSECURE,

@@ -1,9 +1,10 @@
 import { createServer } from "node:http";
 import { getRequestListener } from "@hono/node-server";
-import { createLogger, listen, loadConfigOrExit, systemClock } from "@sbx/edge";
+import { answerClientErrors, createLogger, listen, loadConfigOrExit, systemClock } from "@sbx/edge";
 import { createSpawner } from "./app.js";
 import { createBackend } from "./backends/create-backend.js";
 import { loadConfig, usesPublishedSecrets } from "./config.js";
+import { metricsApp } from "./routes/metrics.js";
 
 /** Replaced at build time with the package version. */
 declare const SPAWNER_VERSION: string;
@@ -73,6 +74,7 @@ async function main(): Promise<void> {
     { requestTimeout: 0, keepAliveTimeout: 65_000 },
     getRequestListener(spawner.app.fetch),
   );
+  answerClientErrors(server, log);
   listen(server, config.host, config.port, log, {
     version,
     deployment: config.deployment,
@@ -81,6 +83,10 @@ async function main(): Promise<void> {
     adopted,
   });
 
+  const metricsServer = createServer(getRequestListener(metricsApp(spawner.metrics, log).fetch));
+  answerClientErrors(metricsServer, log);
+  listen(metricsServer, config.metricsHost, config.metricsPort, log, {}, "metrics listening");
+
   const shutdown = (signal: NodeJS.Signals) => {
     log.info({ signal }, "shutting down (sessions keep running)");
     stopSweeps();
@@ -88,6 +94,7 @@ async function main(): Promise<void> {
     stopFollowing();
     server.close();
     server.closeAllConnections();
+    metricsServer.close();
     spawner.proxy.close();
     process.exit(0);
   };

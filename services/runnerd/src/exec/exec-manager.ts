@@ -5,6 +5,7 @@ import type { Clock, Logger, Timer } from "@sbx/edge";
 import { ApiError, type ExecInfo, isReservedEnvName, type ParsedExecRequest, type Signal } from "@sbx/protocol";
 import type { EnvStore } from "../env/env-store.js";
 import { Exec } from "./exec.js";
+import { LOCKS_MARK_BASE } from "./exec-launcher.js";
 import { isErrno } from "./process-tree.js";
 
 export interface ExecManagerOptions {
@@ -45,6 +46,8 @@ export class ExecManager {
   private readonly shell = detectShell();
   private sweepTimer: Timer | undefined;
   private shuttingDown = false;
+  /** Execs started by this runnerd: each gets the next RLIMIT_LOCKS mark. */
+  private marks = 0;
 
   constructor(
     private readonly options: ExecManagerOptions,
@@ -79,6 +82,7 @@ export class ExecManager {
     const cwd = this.resolveCwd(request.cwd);
     if (existing) this.forget(existing.execId);
     const marker = `${this.deps.incarnation}.${execId}`;
+    const mark = LOCKS_MARK_BASE + ++this.marks;
     const command: [string, ...string[]] =
       request.shell !== undefined ? [this.shell[0], this.shell[1], request.shell] : toCommand(request.argv);
     const stdin = request.stdin
@@ -99,6 +103,7 @@ export class ExecManager {
         orphanTimeoutMs: request.orphanTimeoutMs ?? this.options.orphanTimeoutMs,
         encoding: request.encoding,
         marker,
+        mark,
       },
       {
         ringBytes: this.options.ringBytes,

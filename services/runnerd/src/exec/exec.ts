@@ -17,6 +17,7 @@ import {
   type Signal,
 } from "@sbx/protocol";
 import { HardDeadline, OrphanDeadline } from "./deadline.js";
+import { commandProblem, launchCommand } from "./exec-launcher.js";
 import { findExecProcesses, isErrno, signalAll } from "./process-tree.js";
 import { type Frame, type Replay, RingBuffer } from "./ring-buffer.js";
 import { Utf8Chunker } from "./utf8-chunker.js";
@@ -37,6 +38,8 @@ export interface ExecSpec {
   encoding: Encoding;
   /** Value of the marker variable in the exec's environment (unique per runnerd process and exec). */
   marker: string;
+  /** The exec's RLIMIT_LOCKS mark, inherited by all its processes (exec-launcher.ts). */
+  mark: number;
 }
 
 export interface ExecDeps {
@@ -145,7 +148,14 @@ export class Exec {
 
   /** Starts the process. Failures to start end the exec with outcome `failed`, never throw. */
   start(): void {
-    const [file, ...args] = this.spec.command;
+    const problem = commandProblem(this.spec.command[0], this.spec.cwd, this.spec.env.PATH);
+    if (problem) {
+      this.spawnError = problem;
+      this.deps.log.info({ execId: this.execId, code: problem.code }, "exec failed to start");
+      this.finish();
+      return;
+    }
+    const [file, args] = launchCommand(this.spec.mark, this.spec.command);
     const stdinMode = this.spec.stdin ? "pipe" : "ignore";
     let child: ChildProcess;
     try {
@@ -385,7 +395,7 @@ export class Exec {
   /** Signals the exec's process group and every process found to belong to it; returns how many were reached. */
   private signalTree(signal: Signal): number {
     const leaderPid = this.mainExit === undefined ? this.pidValue : undefined;
-    const members = findExecProcesses({ leaderPid, marker: this.spec.marker });
+    const members = findExecProcesses({ leaderPid, marker: this.spec.marker, mark: this.spec.mark });
     if (leaderPid !== undefined) {
       // The group first: it also reaches children forked after the scan.
       try {
@@ -404,7 +414,7 @@ export class Exec {
     const step = () => {
       const left = deadline - this.deps.clock.now();
       const leaderPid = this.mainExit === undefined ? this.pidValue : undefined;
-      const alive = findExecProcesses({ leaderPid, marker: this.spec.marker });
+      const alive = findExecProcesses({ leaderPid, marker: this.spec.marker, mark: this.spec.mark });
       if (alive.length === 0) {
         this.escalation = undefined;
         return;

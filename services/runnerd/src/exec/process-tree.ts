@@ -13,13 +13,16 @@ export interface ExecTreeQuery {
   leaderPid: number | undefined;
   /** `SBX_EXEC=<marker>` as found in /proc/<pid>/environ. */
   marker: string;
+  /** The exec's RLIMIT_LOCKS mark, as found in /proc/<pid>/limits (exec-launcher.ts). */
+  mark: number;
 }
 
 /**
- * Finds every live process an exec started: its process group, processes that
- * carry its marker in their environment (which survives setsid and double
- * forks, since children inherit it), and all descendants of either (which
- * catches those that cleared their environment). Linux only: reads /proc.
+ * Finds every live process an exec started: its process group, processes
+ * that carry its lock-limit mark (inherited by every descendant, whatever it
+ * does with its session, group, environment or file descriptors), processes
+ * that carry its marker in their environment, and all descendants of any of
+ * them. Linux only: reads /proc.
  */
 export function findExecProcesses(query: ExecTreeQuery, procRoot = "/proc"): number[] {
   const entries = readProcTable(procRoot);
@@ -31,7 +34,7 @@ export function findExecProcesses(query: ExecTreeQuery, procRoot = "/proc"): num
     // A group id is only trustworthy while its leader exists: once reaped, the number may be reused.
     if (query.leaderPid !== undefined && (p.pid === query.leaderPid || p.pgid === query.leaderPid)) {
       members.add(p.pid);
-    } else if (hasMarker(procRoot, p.pid, needle)) {
+    } else if (hasMark(procRoot, p.pid, query.mark) || hasMarker(procRoot, p.pid, needle)) {
       members.add(p.pid);
     }
   }
@@ -110,6 +113,19 @@ function hasMarker(procRoot: string, pid: number, needle: Buffer): boolean {
   }
   const at = environ.indexOf(needle);
   return at === 0 || (at > 0 && environ[at - 1] === 0);
+}
+
+/** Whether the process's RLIMIT_LOCKS hard limit ("Max file locks") is the exec's mark. */
+function hasMark(procRoot: string, pid: number, mark: number): boolean {
+  let limits: string;
+  try {
+    limits = readFileSync(`${procRoot}/${pid}/limits`, "latin1");
+  } catch (error) {
+    if (["ENOENT", "ESRCH", "EACCES", "EPERM"].some((code) => isErrno(error, code))) return false;
+    throw error;
+  }
+  const line = /^Max file locks\s+(\S+)\s+(\S+)/m.exec(limits);
+  return line?.[2] === String(mark);
 }
 
 export function isErrno(error: unknown, code: string): boolean {

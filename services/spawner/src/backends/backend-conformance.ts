@@ -96,7 +96,7 @@ export function runBackendConformance(name: string, setup: () => Promise<Conform
           id,
           image,
           meta: metaOf(record),
-          runnerdEnv: runnerdEnvironment(sha256Hex(token), {}),
+          runnerdEnv: runnerdEnvironment(sha256Hex(token), 256, {}),
           resources: { cpus: 0.5, memoryMb: 256, pids: 256 },
           workspace,
         },

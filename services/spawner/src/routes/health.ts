@@ -2,17 +2,17 @@ import { OpenAPIHono } from "@hono/zod-openapi";
 import { z } from "zod";
 import type { SpawnerEnv } from "../auth/signature-auth.js";
 import type { SessionBackend } from "../backends/backend.js";
-import type { Metrics } from "../metrics.js";
-import { errorResponses, json, media, mount } from "./api-route.js";
+import { errorResponses, json, mount } from "./api-route.js";
 
 /**
- * The paths anyone may call, unsigned: liveness, readiness, Prometheus
- * metrics and the API description. Every other path needs a signature.
+ * The paths anyone may call, unsigned: liveness, readiness and the API
+ * description. Every other path needs a signature. (Metrics have a listener
+ * of their own: routes/metrics.ts.)
  */
-export const PUBLIC_PATHS: ReadonlySet<string> = new Set(["/healthz", "/readyz", "/metrics", "/openapi.json"]);
+export const PUBLIC_PATHS: ReadonlySet<string> = new Set(["/healthz", "/readyz", "/openapi.json"]);
 
-/** Liveness, readiness (the backend answers) and Prometheus metrics. */
-export function healthRoutes(backend: SessionBackend, metrics: Metrics): OpenAPIHono<SpawnerEnv> {
+/** Liveness and readiness (the backend answers). */
+export function healthRoutes(backend: SessionBackend): OpenAPIHono<SpawnerEnv> {
   const app = new OpenAPIHono<SpawnerEnv>();
   mount(
     app,
@@ -41,17 +41,6 @@ export function healthRoutes(backend: SessionBackend, metrics: Metrics): OpenAPI
       await backend.ping();
       return c.json({ status: "ready", backend: backend.kind });
     },
-  );
-  mount(
-    app,
-    {
-      method: "get",
-      path: "/metrics",
-      summary: "Prometheus metrics of this replica",
-      security: [],
-      responses: { 200: media("text/plain", "Prometheus text format") },
-    },
-    async (c) => c.text(await metrics.registry.metrics(), 200, { "Content-Type": metrics.registry.contentType }),
   );
   return app;
 }

@@ -12,8 +12,11 @@ export interface KnownSession {
   failedSeenAt: number | undefined;
 }
 
-/** Told when a session stops being reachable (failed, terminating, gone), so its live streams can be ended. */
-export type LossListener = (id: string, why: "failed" | "terminating" | "gone") => void;
+/**
+ * Told when a session stops being reachable where it was (failed, terminating, gone, or its
+ * address changed or went away), so its live streams and kept-alive connections can be ended.
+ */
+export type LossListener = (id: string, why: "failed" | "terminating" | "gone" | "moved") => void;
 
 /** How long a session this replica deleted stays deleted against stale backend reports. */
 const TOMBSTONE_MS = 10_000;
@@ -129,6 +132,8 @@ export class SessionRegistry {
     this.known.set(id, known);
     if (before && isReachable(before.state) && !isReachable(known.state)) {
       this.lost(id, known.state.phase === "failed" ? "failed" : "terminating");
+    } else if (before?.endpoint && !sameEndpoint(before.endpoint, known.endpoint)) {
+      this.lost(id, "moved");
     }
     if (known.state.phase === "failed" && before?.state.phase !== "failed") {
       this.log.warn({ sessionId: id, reason: known.state.reason }, "session failed");
@@ -153,9 +158,13 @@ export class SessionRegistry {
     };
   }
 
-  private lost(id: string, why: "failed" | "terminating" | "gone"): void {
+  private lost(id: string, why: "failed" | "terminating" | "gone" | "moved"): void {
     for (const listener of this.lossListeners) listener(id, why);
   }
+}
+
+function sameEndpoint(a: Endpoint, b: Endpoint | undefined): boolean {
+  return b !== undefined && a.host === b.host && a.port === b.port;
 }
 
 function isReachable(state: BackendState): boolean {

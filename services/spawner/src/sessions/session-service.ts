@@ -229,6 +229,7 @@ export class SessionService {
             meta: metaOf(record),
             runnerdEnv: runnerdEnvironment(
               runnerdTokenSha256(this.config.runnerdSecret, record.id),
+              record.resources.memoryMb,
               this.config.runnerdEnv,
             ),
             resources: record.resources,

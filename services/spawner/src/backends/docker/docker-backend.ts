@@ -22,7 +22,14 @@ import {
   StartTimeoutError,
 } from "../backend-errors.js";
 import { exitDescription } from "../exit-description.js";
-import { HOME_PATH, RUNNERD_PORT, SCRATCH_MB, SESSION_GID, SESSION_UID, WORKSPACE_PATH } from "../runtime-contract.js";
+import {
+  HOME_PATH,
+  memoryBudget,
+  RUNNERD_PORT,
+  SESSION_GID,
+  SESSION_UID,
+  WORKSPACE_PATH,
+} from "../runtime-contract.js";
 
 const MiB = 1024 * 1024;
 /** Selector label keys: what a listing splits back into labels; the rest of sbx's keys are annotations. */
@@ -33,7 +40,11 @@ export interface DockerBackendOptions {
   socket: string;
   deployment: string;
   network: string;
-  /** `address`: container IP on the shared network; `published`: a port on 127.0.0.1. */
+  /**
+   * `address`: the container's IP, routed by the host (the spawner runs on the host or in its
+   * network namespace); `published`: a port published on 127.0.0.1, where the host cannot route
+   * to container addresses.
+   */
   access: "address" | "published";
   pull: "if-missing" | "never";
   /**
@@ -80,16 +91,25 @@ export class DockerBackend implements SessionBackend {
     const existing = await this.call("list networks", () =>
       this.docker.listNetworks({ filters: { name: [this.options.network] } }),
     );
-    if (existing.some((n) => n.Name === this.options.network)) return;
+    const network = existing.find((n) => n.Name === this.options.network);
+    if (network) {
+      // A network made by an older version, or by hand, may let sessions talk to each other.
+      if (network.Options?.["com.docker.network.bridge.enable_icc"] !== "false") {
+        throw new BackendUnavailableError(
+          `network ${this.options.network} lets containers reach each other; sessions need it isolated. Remove it (docker network rm ${this.options.network}, after its containers) and the spawner makes it anew`,
+        );
+      }
+      return;
+    }
     try {
       await this.docker.createNetwork({
         Name: this.options.network,
         Driver: "bridge",
         CheckDuplicate: true,
         Labels: this.ownership(),
-        // Published mode reaches runnerd through the host, so sessions need not
-        // (and must not) reach each other; address mode needs container-to-container.
-        Options: { "com.docker.network.bridge.enable_icc": this.options.access === "published" ? "false" : "true" },
+        // No session may reach another: the spawner reaches each runnerd from the host (by
+        // address, or through a port published on 127.0.0.1), never across the bridge.
+        Options: { "com.docker.network.bridge.enable_icc": "false" },
       });
       this.log.info({ network: this.options.network }, "created session network");
     } catch (error) {
@@ -194,7 +214,9 @@ export class DockerBackend implements SessionBackend {
         try {
           const stream = await this.docker.getEvents({
             since: Math.floor(since * 1000) / 1000,
-            filters: { type: ["container"], label: this.ownershipFilter() },
+            // Container events carry the container's labels; network events (a container
+            // disconnected from the sessions' bridge) carry the network's, which are ours too.
+            filters: { type: ["container", "network"], label: this.ownershipFilter() },
             abortSignal: controller.signal,
           });
           let pending = "";
@@ -210,6 +232,8 @@ export class DockerBackend implements SessionBackend {
               since = Math.max(since, event.timeNano / 1e9);
               const id = event.Actor.Attributes[LABELS.sessionId];
               if (id !== undefined) this.report(id, ENDING_ACTIONS.has(event.Action), listener);
+              const container = event.Type === "network" ? event.Actor.Attributes.container : undefined;
+              if (container !== undefined) void this.reportContainer(container, listener);
             }
           }
         } catch (error) {
@@ -243,6 +267,17 @@ export class DockerBackend implements SessionBackend {
 
   // ---- internals -------------------------------------------------------
 
+  /** A network event names a container, not a session: find whose it is. */
+  private async reportContainer(containerId: string, listener: SessionListener): Promise<void> {
+    try {
+      const info = await this.docker.getContainer(containerId).inspect();
+      const id = info.Config.Labels?.[LABELS.sessionId];
+      if (id !== undefined) this.report(id, false, listener);
+    } catch (error) {
+      if (statusOf(error) !== 404) this.log.warn({ err: error }, "could not look up a container after a network event");
+    }
+  }
+
   /**
    * Looks a session up after an event and reports it. Lookups of one session
    * run one after another, so reports land in the order of the events and
@@ -274,6 +309,7 @@ export class DockerBackend implements SessionBackend {
     volume: string,
     labels: Record<string, string>,
   ): Promise<Docker.Container> {
+    const scratch = memoryBudget(spec.resources.memoryMb).tmpfsMb;
     const options: Docker.ContainerCreateOptions = {
       name: this.containerName(spec.id),
       Image: spec.image,
@@ -290,8 +326,9 @@ export class DockerBackend implements SessionBackend {
           : {}),
         Mounts: [{ Type: "volume", Source: volume, Target: WORKSPACE_PATH }],
         Tmpfs: {
-          "/tmp": `rw,nosuid,nodev,size=${SCRATCH_MB.tmp}m,mode=1777`,
-          [HOME_PATH]: `rw,nosuid,nodev,size=${SCRATCH_MB.home}m,uid=${SESSION_UID},gid=${SESSION_GID},mode=0755`,
+          // Sized inside the memory limit, which tmpfs pages count against: full is ENOSPC, not an OOM kill.
+          "/tmp": `rw,nosuid,nodev,size=${scratch.tmp}m,mode=1777`,
+          [HOME_PATH]: `rw,nosuid,nodev,size=${scratch.home}m,uid=${SESSION_UID},gid=${SESSION_GID},mode=0755`,
         },
         ReadonlyRootfs: true,
         CapDrop: ["ALL"],
@@ -535,6 +572,7 @@ function isAlive(session: BackendSession): boolean {
 }
 
 const DockerEventSchema = z.object({
+  Type: z.string(),
   Action: z.string(),
   timeNano: z.number(),
   Actor: z.object({ Attributes: z.record(z.string(), z.string()) }),

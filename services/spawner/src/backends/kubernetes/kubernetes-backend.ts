@@ -27,7 +27,14 @@ import {
   StartFailedError,
   StartTimeoutError,
 } from "../backend-errors.js";
-import { HOME_PATH, RUNNERD_PORT, SCRATCH_MB, SESSION_GID, SESSION_UID, WORKSPACE_PATH } from "../runtime-contract.js";
+import {
+  DISK_SCRATCH_MB,
+  HOME_PATH,
+  RUNNERD_PORT,
+  SESSION_GID,
+  SESSION_UID,
+  WORKSPACE_PATH,
+} from "../runtime-contract.js";
 import { DELETING_ANNOTATION, podState, RUNNERD_CONTAINER, removedReason } from "./pod-state.js";
 
 export interface KubernetesBackendOptions {
@@ -312,8 +319,8 @@ export class KubernetesBackend implements SessionBackend {
           spec.workspace.persistent
             ? { name: "workspace", persistentVolumeClaim: { claimName: this.claimName(spec.id) } }
             : { name: "workspace", emptyDir: scratch(spec.workspace.sizeMb) },
-          { name: "tmp", emptyDir: scratch(SCRATCH_MB.tmp) },
-          { name: "home", emptyDir: scratch(SCRATCH_MB.home) },
+          { name: "tmp", emptyDir: scratch(DISK_SCRATCH_MB.tmp) },
+          { name: "home", emptyDir: scratch(DISK_SCRATCH_MB.home) },
         ],
       },
     };

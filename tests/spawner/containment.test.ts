@@ -1,0 +1,201 @@
+import { ExecResultSchema, SessionResponseSchema } from "@sbx/protocol";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { docker, dockerUnavailable, inspect, removeDeployment } from "../support/docker.js";
+import { sleep } from "../support/proc.js";
+import { type SpawnerHandle, startSpawner } from "../support/spawner.js";
+import { readEvents } from "../support/sse.js";
+
+const skip = await dockerUnavailable();
+if (skip) console.warn(`SKIPPING containment tests: ${skip}`);
+
+/** What a test sees of one `?wait=true` exec. */
+async function run(spawner: SpawnerHandle, id: string, body: Record<string, unknown>) {
+  const result = await spawner.json("POST", `/v1/sessions/${id}/execs?wait=true`, body);
+  expect(result.status, JSON.stringify(result.body)).toBe(200);
+  return ExecResultSchema.parse(result.body);
+}
+
+describe.skipIf(skip !== undefined)("an exec cannot take down its session, escape cancel, or reach past it", () => {
+  let spawner: SpawnerHandle;
+
+  beforeAll(async () => {
+    spawner = await startSpawner({ env: { SPAWNER_MAX_PIDS: "8192" } });
+    for (const id of ["victim", "neighbor"]) {
+      const created = await spawner.json("POST", "/v1/sessions", {
+        id,
+        org: "attack",
+        resources: { memoryMb: 256, cpus: 0.5, pids: 256 },
+      });
+      expect(created.status).toBe(201);
+    }
+  });
+  afterAll(async () => {
+    await spawner?.stop();
+    if (spawner) await removeDeployment(spawner.deployment);
+  });
+
+  /** The session still answers, and so does its neighbour, after each attack. */
+  async function bothAlive() {
+    for (const id of ["victim", "neighbor"]) {
+      const session = SessionResponseSchema.parse((await spawner.json("GET", `/v1/sessions/${id}`)).body).session;
+      expect(session.state).toBe("ready");
+      expect((await run(spawner, id, { argv: ["true"] })).outcome).toBe("completed");
+    }
+  }
+
+  it("ends a full /tmp or $HOME in ENOSPC for the exec, and nothing else", async () => {
+    for (const dir of ["/tmp", "$HOME"]) {
+      const filled = await run(spawner, "victim", { shell: `dd if=/dev/zero of=${dir}/fill bs=1M count=4096` });
+      expect(filled.exitCode).not.toBe(0);
+      expect(filled.stderr).toMatch(/No space left on device/);
+    }
+    await bothAlive();
+    // Full scratch and memory pressure at once: still the exec, not runnerd.
+    const pressed = await run(spawner, "victim", {
+      argv: ["node", "-e", "const a = []; for (;;) a.push(Buffer.alloc(1 << 20, 1))"],
+    });
+    expect(pressed.outcome).toBe("failed");
+    await run(spawner, "victim", { shell: 'rm -f /tmp/fill "$HOME/fill"' });
+    await bothAlive();
+  });
+
+  it("kills an exec's process, never runnerd, whichever way it runs out of memory", async () => {
+    // One process growing past the limit.
+    const one = await run(spawner, "victim", {
+      argv: ["node", "-e", "const a = []; for (;;) a.push(Buffer.alloc(1 << 20, 1))"],
+    });
+    expect(one).toMatchObject({ outcome: "failed", signal: "SIGKILL" });
+    await bothAlive();
+
+    // Many processes, each smaller than runnerd: only the OOM scores keep runnerd out of reach.
+    const many = await run(spawner, "victim", {
+      shell:
+        "for i in $(seq 1 20); do (x=$(head -c 20000000 /dev/zero | tr '\\0' a); sleep 3; echo survived) & done; wait",
+      timeoutMs: 60_000,
+    });
+    const survivors = many.stdout.split("\n").filter((l) => l === "survived").length;
+    expect(survivors).toBeLessThan(20);
+    await bothAlive();
+
+    // Memory held by the exec's own shell, in a variable.
+    const shell = await run(spawner, "victim", { shell: "x=$(head -c 400000000 /dev/zero | tr '\\0' a); echo $x | wc -c" });
+    expect(shell.outcome).toBe("failed");
+    await bothAlive();
+  });
+
+  it("survives a fork bomb, and a cancel ends all of it", async () => {
+    const bomb = await readEvents(
+      await spawner.request("POST", "/v1/sessions/victim/execs", {
+        body: JSON.stringify({ execId: "bomb", shell: "b() { b | b & }; b; sleep 600" }),
+      }),
+      (event) => event.type === "started",
+    );
+    expect(bomb.events[0]?.type).toBe("started");
+    await sleep(3000);
+    const cancel = await spawner.json("POST", "/v1/sessions/victim/execs/bomb/cancel", { signal: "SIGKILL" });
+    expect(cancel.status).toBe(202);
+    await expectNoStragglers(/b \| b|sleep 600/);
+    await bothAlive();
+  });
+
+  /** How many processes in the victim match `pattern`, as `ps` from a fresh exec sees them. */
+  async function stragglers(pattern: RegExp): Promise<number> {
+    const ps = await run(spawner, "victim", { argv: ["ps", "-eo", "pid,stat,args"] });
+    return ps.stdout.split("\n").filter((l) => pattern.test(l)).length;
+  }
+
+  /** `ps` from a fresh exec: none of the processes matching `pattern`, and no zombie. */
+  async function expectNoStragglers(pattern: RegExp) {
+    let lines: string[] = [];
+    for (let attempt = 0; attempt < 50; attempt++) {
+      const ps = await spawner.json("POST", "/v1/sessions/victim/execs?wait=true", {
+        argv: ["ps", "-eo", "pid,stat,args"],
+      });
+      if (ps.status !== 200) {
+        await sleep(200);
+        continue;
+      }
+      lines = ExecResultSchema.parse(ps.body).stdout.split("\n");
+      if (!lines.some((l) => pattern.test(l) || /^\s*\d+\s+Z/.test(l))) return;
+      await sleep(200);
+    }
+    expect(lines.filter((l) => pattern.test(l) || /^\s*\d+\s+Z/.test(l))).toEqual([]);
+  }
+
+  /** Every way a process can try to leave its exec behind. */
+  const ZOO = [
+    "(setsid env -i /bin/sleep 1771 &)",
+    "nohup sleep 1772 >/dev/null 2>&1 &",
+    "( ( sleep 1773 & ) & )",
+    "(exec 0<&- 1>&- 2>&-; setsid sleep 1774 &)",
+    "(setsid env -i sh -c '(sleep 1775 &)' >/dev/null 2>&1 &)",
+    "bash -c 'trap \"\" TERM HUP; exec -a stubborn-1776 sleep 1776' >/dev/null 2>&1 &",
+    "(setsid env -i bash -c 'exec 0<&- 1>&- 2>&-; trap \"\" TERM; while :; do sleep 1; done' &)",
+  ].join("\n");
+
+  it("cancel reaches every process an exec started, however it left, while the exec runs", async () => {
+    await readEvents(
+      await spawner.request("POST", "/v1/sessions/victim/execs", {
+        body: JSON.stringify({ execId: "zoo", shell: `${ZOO}\necho ready\nsleep 600` }),
+      }),
+      (event) => event.type === "stdout",
+    );
+    await sleep(300);
+    expect(await stragglers(/sleep 17\d\d|stubborn|while :/)).toBeGreaterThanOrEqual(7);
+    const cancel = await spawner.json("POST", "/v1/sessions/victim/execs/zoo/cancel", {
+      signal: "SIGTERM",
+      graceMs: 1000,
+    });
+    expect(cancel.status).toBe(202);
+    await expectNoStragglers(/sleep 17\d\d|stubborn|while :/);
+    await bothAlive();
+  });
+
+  it("cancel reaches what an exec left behind after it exited", async () => {
+    const left = await run(spawner, "victim", { execId: "gone", shell: `${ZOO}\necho done` });
+    expect(left.outcome, JSON.stringify(left)).toBe("completed");
+    expect(await stragglers(/sleep 17\d\d|stubborn|while :/)).toBeGreaterThanOrEqual(7);
+    const cancel = await spawner.json("POST", "/v1/sessions/victim/execs/gone/cancel", { signal: "SIGKILL" });
+    expect(cancel.status).toBe(202);
+    await expectNoStragglers(/sleep 17\d\d|stubborn|while :/);
+  });
+
+  it("lets no session connect to another session's ports or the spawner's, while the spawner reaches both", async () => {
+    // The neighbour serves something of its own besides runnerd: a dev server.
+    await spawner.request("POST", "/v1/sessions/neighbor/execs", {
+      body: JSON.stringify({
+        execId: "devserver",
+        argv: ["node", "-e", "require('http').createServer((q, s) => s.end('dev')).listen(3000)"],
+      }),
+    });
+    await sleep(500);
+    const neighbor = await inspect(`sbx-${spawner.deployment}-neighbor`);
+    const network = Object.values(neighbor.NetworkSettings.Networks)[0];
+    const neighborIp = network?.IPAddress ?? "";
+    const gateway = network?.Gateway ?? "";
+    expect(neighborIp).not.toBe("");
+    // The neighbour itself does serve: from inside it, its dev server answers.
+    expect((await run(spawner, "neighbor", { argv: ["curl", "-s", "-m", "3", "http://127.0.0.1:3000/"] })).stdout).toBe(
+      "dev",
+    );
+    const spawnerPort = new URL(spawner.url).port;
+    const metricsPort = new URL(spawner.metricsUrl()).port;
+    for (const target of [
+      `http://${neighborIp}:7070/healthz`,
+      `http://${neighborIp}:3000/`,
+      `http://${gateway}:${spawnerPort}/healthz`,
+      `http://${gateway}:${metricsPort}/metrics`,
+      `http://127.0.0.1:${spawnerPort}/healthz`,
+    ]) {
+      const attempt = await run(spawner, "victim", { argv: ["curl", "-s", "-o", "/dev/null", "-m", "3", target] });
+      expect(attempt.exitCode, target).not.toBe(0);
+    }
+    await bothAlive();
+    await spawner.json("POST", "/v1/sessions/neighbor/execs/devserver/cancel", { signal: "SIGKILL" });
+  });
+
+  it("keeps the sessions' network without inter-container traffic", async () => {
+    const network = JSON.parse(await docker("network", "inspect", `sbx-${spawner.deployment}`))[0];
+    expect(network.Options["com.docker.network.bridge.enable_icc"]).toBe("false");
+  });
+});
