@@ -78,7 +78,9 @@ describe.skipIf(skip !== undefined)("an exec cannot take down its session, escap
     await bothAlive();
 
     // Memory held by the exec's own shell, in a variable.
-    const shell = await run(spawner, "victim", { shell: "x=$(head -c 400000000 /dev/zero | tr '\\0' a); echo $x | wc -c" });
+    const shell = await run(spawner, "victim", {
+      shell: "x=$(head -c 400000000 /dev/zero | tr '\\0' a); echo $x | wc -c",
+    });
     expect(shell.outcome).toBe("failed");
     await bothAlive();
   });
