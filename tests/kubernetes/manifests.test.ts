@@ -1,5 +1,6 @@
 import { ExecResultSchema, SessionResponseSchema, signRequest } from "@sbx/protocol";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { z } from "zod";
 import {
   kubectl,
   kubeLeftovers,
@@ -9,6 +10,23 @@ import {
   SPAWNER_NAMESPACE,
 } from "../support/kubernetes.js";
 import { eventually } from "../support/proc.js";
+
+/** The parts of `kubectl get pods -o json` these tests read. */
+const PodListSchema = z.object({
+  items: z.array(
+    z.object({
+      metadata: z.object({ deletionTimestamp: z.string().optional() }),
+      spec: z.object({
+        securityContext: z.record(z.string(), z.unknown()),
+        containers: z.array(z.object({ securityContext: z.record(z.string(), z.unknown()).optional() })),
+      }),
+      status: z.object({
+        podIP: z.string().optional(),
+        conditions: z.array(z.object({ type: z.string(), status: z.string() })).optional(),
+      }),
+    }),
+  ),
+});
 
 const skip = await kubernetesUnavailable();
 if (skip) console.warn(`SKIPPING the deploy/kubernetes manifests test: ${skip}`);
@@ -27,21 +45,18 @@ describe.skipIf(skip !== undefined)("deploy/kubernetes/overlays/local on a real 
     // A new image under the same tag: restart so the Pods run what was just built.
     await kubectl("rollout", "restart", "deployment/sbx-spawner", "-n", SPAWNER_NAMESPACE);
     await kubectl("rollout", "status", "deployment/sbx-spawner", "-n", SPAWNER_NAMESPACE, "--timeout=180s");
-    const ips = (
-      await kubectl(
-        "get",
-        "pods",
-        "-n",
-        SPAWNER_NAMESPACE,
-        "-l",
-        "app.kubernetes.io/name=sbx-spawner",
-        "--field-selector=status.phase=Running",
-        "-o",
-        "jsonpath={.items[*].status.podIP}",
+    // Ready replicas of this rollout only: the old ones may still be terminating.
+    const pods = PodListSchema.parse(
+      JSON.parse(
+        await kubectl("get", "pods", "-n", SPAWNER_NAMESPACE, "-l", "app.kubernetes.io/name=sbx-spawner", "-o", "json"),
+      ),
+    );
+    const ips = pods.items
+      .filter(
+        (p) =>
+          !p.metadata.deletionTimestamp && p.status.conditions?.some((c) => c.type === "Ready" && c.status === "True"),
       )
-    )
-      .trim()
-      .split(/\s+/);
+      .map((p) => p.status.podIP ?? "");
     expect(ips.length).toBeGreaterThanOrEqual(2);
     url = `http://${ips[0]}:8080`;
   }, 300_000);
@@ -85,12 +100,15 @@ describe.skipIf(skip !== undefined)("deploy/kubernetes/overlays/local on a real 
   });
 
   it("gives the spawner a locked-down Pod and its sessions no service account token", async () => {
-    const spawner = JSON.parse(
-      await kubectl("get", "pods", "-n", SPAWNER_NAMESPACE, "-l", "app.kubernetes.io/name=sbx-spawner", "-o", "json"),
+    const spawner = PodListSchema.parse(
+      JSON.parse(
+        await kubectl("get", "pods", "-n", SPAWNER_NAMESPACE, "-l", "app.kubernetes.io/name=sbx-spawner", "-o", "json"),
+      ),
     );
     const pod = spawner.items[0];
+    if (!pod) throw new Error("no spawner Pod");
     expect(pod.spec.securityContext).toMatchObject({ runAsNonRoot: true, seccompProfile: { type: "RuntimeDefault" } });
-    expect(pod.spec.containers[0].securityContext).toMatchObject({
+    expect(pod.spec.containers[0]?.securityContext).toMatchObject({
       allowPrivilegeEscalation: false,
       readOnlyRootFilesystem: true,
       capabilities: { drop: ["ALL"] },
