@@ -1,5 +1,6 @@
 import { ExecResultSchema, SessionResponseSchema } from "@sbx/protocol";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { z } from "zod";
 import { docker, dockerUnavailable, inspect, removeDeployment } from "../support/docker.js";
 import { sleep } from "../support/proc.js";
 import { type SpawnerHandle, startSpawner } from "../support/spawner.js";
@@ -197,7 +198,9 @@ describe.skipIf(skip !== undefined)("an exec cannot take down its session, escap
   });
 
   it("keeps the sessions' network without inter-container traffic", async () => {
-    const network = JSON.parse(await docker("network", "inspect", `sbx-${spawner.deployment}`))[0];
-    expect(network.Options["com.docker.network.bridge.enable_icc"]).toBe("false");
+    const [network] = z
+      .array(z.object({ Options: z.record(z.string(), z.string()) }))
+      .parse(JSON.parse(await docker("network", "inspect", `sbx-${spawner.deployment}`)));
+    expect(network?.Options["com.docker.network.bridge.enable_icc"]).toBe("false");
   });
 });
