@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import { connect } from "node:net";
 import { ErrorEnvelopeSchema, signRequest } from "@sbx/protocol";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { dockerUnavailable, leftovers, removeDeployment } from "../support/docker.js";
@@ -137,6 +138,27 @@ describe.skipIf(skip !== undefined)("request signing and bad input", () => {
     const result = await send("POST", "/v1/sessions", { body: JSON.stringify({ org: "a", pad: "x".repeat(100_000) }) });
     expect(result.status).toBe(413);
     expect(code(result.body)).toBe("PAYLOAD_TOO_LARGE");
+  });
+
+  it("answers with the envelope even what Node's parser refuses: huge headers (431), a malformed request (400)", async () => {
+    const port = Number(new URL(spawner.url).port);
+    for (const [request, status, expected] of [
+      [`GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ${"a".repeat(100_000)}\r\n\r\n`, 431, "HEADERS_TOO_LARGE"],
+      ["NOT HTTP AT ALL\r\n\r\n", 400, "MALFORMED_REQUEST"],
+    ] as const) {
+      const answer = await new Promise<string>((resolve, reject) => {
+        const socket = connect(port, "127.0.0.1");
+        let text = "";
+        socket.on("data", (chunk) => {
+          text += chunk.toString();
+        });
+        socket.on("close", () => resolve(text));
+        socket.on("error", reject);
+        socket.write(request);
+      });
+      expect(answer.startsWith(`HTTP/1.1 ${status} `)).toBe(true);
+      expect(code(JSON.parse(answer.slice(answer.indexOf("\r\n\r\n") + 4)))).toBe(expected);
+    }
   });
 
   it("answers hostile session ids and unknown sessions on every route", async () => {
