@@ -4,10 +4,10 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { runBackendConformance } from "../../services/spawner/src/backends/backend-conformance.js";
 import {
   buildMisbehavingImage,
+  cueOutOfMemory,
   docker,
   dockerUnavailable,
   MISSING_IMAGE,
-  OOM_TRIGGER_FILE,
   RUNTIME_IMAGE,
 } from "../support/docker.js";
 import {
@@ -58,13 +58,7 @@ if (skip) {
       images: { runs: RUNTIME_IMAGE, missing: MISSING_IMAGE, quits, silent, oom },
       createTimeoutMs: 60_000,
       kill: killRunnerd,
-      oomKill: async (s) => {
-        const response = await fetch(
-          `http://${s.endpoint.host}:${s.endpoint.port}/v1/files/content?path=${OOM_TRIGGER_FILE}`,
-          { method: "PUT", headers: { authorization: `Bearer ${s.token}` }, body: "now" },
-        );
-        if (!response.ok) throw new Error(`could not cue the oom image: ${response.status}`);
-      },
+      oomKill: cueOutOfMemory,
       removeOutOfBand: async (s) => {
         await core.deleteNamespacedPod({ name: backend.podName(s.id), namespace: SESSIONS_NAMESPACE });
       },

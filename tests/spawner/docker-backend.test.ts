@@ -4,10 +4,10 @@ import { runBackendConformance } from "../../services/spawner/src/backends/backe
 import {
   backendOf,
   buildMisbehavingImage,
+  cueOutOfMemory,
   docker,
   dockerUnavailable,
   MISSING_IMAGE,
-  OOM_TRIGGER_FILE,
   RUNTIME_IMAGE,
   removeDeployment,
 } from "../support/docker.js";
@@ -35,13 +35,7 @@ if (skip) {
       kill: async (s) => {
         await docker("kill", backend.containerName(s.id));
       },
-      oomKill: async (s) => {
-        const response = await fetch(
-          `http://${s.endpoint.host}:${s.endpoint.port}/v1/files/content?path=${OOM_TRIGGER_FILE}`,
-          { method: "PUT", headers: { authorization: `Bearer ${s.token}` }, body: "now" },
-        );
-        if (!response.ok) throw new Error(`could not cue the oom image: ${response.status}`);
-      },
+      oomKill: cueOutOfMemory,
       removeOutOfBand: async (s) => {
         await docker("rm", "-f", backend.containerName(s.id));
       },

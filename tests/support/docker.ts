@@ -103,6 +103,15 @@ export const MISSING_IMAGE = "sbx-test-missing:latest";
 /** Where the `oom` image waits for its cue, in the workspace. */
 export const OOM_TRIGGER_FILE = ".sbx-test-oom";
 
+/** Cues a session of the `oom` image, through its runnerd, to run out of memory. */
+export async function cueOutOfMemory(s: { endpoint: { host: string; port: number }; token: string }): Promise<void> {
+  const response = await fetch(
+    `http://${s.endpoint.host}:${s.endpoint.port}/v1/files/content?path=${OOM_TRIGGER_FILE}`,
+    { method: "PUT", headers: { authorization: `Bearer ${s.token}` }, body: "now" },
+  );
+  if (!response.ok) throw new Error(`could not cue the oom image: ${response.status}`);
+}
+
 /** Base images and entrypoints of the small images the failure tests create sessions from. */
 const MISBEHAVING = {
   /** Runs, but never answers on runnerd's port. */

@@ -145,23 +145,13 @@ export class KubernetesBackend implements SessionBackend {
   }
 
   async list(): Promise<BackendSession[]> {
-    const [pods, claims] = await Promise.all([
-      this.call("list session Pods", () =>
-        this.core.listNamespacedPod({ namespace: this.options.namespace, labelSelector: this.selector() }),
-      ),
-      this.call("list workspace claims", () =>
-        this.core.listNamespacedPersistentVolumeClaim({
-          namespace: this.options.namespace,
-          labelSelector: this.selector(),
-        }),
-      ),
-    ]);
-    const sessions = pods.items.flatMap((pod) => {
+    const { pods, claims } = await this.listObjects();
+    const sessions = pods.flatMap((pod) => {
       const session = this.fromPod(pod);
       return session ? [session] : [];
     });
     const withPod = new Set(sessions.map((s) => s.id));
-    for (const claim of claims.items) {
+    for (const claim of claims) {
       const id = claim.metadata?.labels?.[LABELS.sessionId];
       if (id === undefined || withPod.has(id)) continue;
       const orphan = this.fromOrphanClaim(claim);
@@ -234,6 +224,25 @@ export class KubernetesBackend implements SessionBackend {
   }
 
   async owned(): Promise<OwnedObject[]> {
+    const { pods, claims } = await this.listObjects();
+    return [
+      ...pods.map((p) => ({
+        kind: "pod" as const,
+        name: p.metadata?.name ?? "",
+        sessionId: p.metadata?.labels?.[LABELS.sessionId],
+      })),
+      ...claims.map((c) => ({
+        kind: "pvc" as const,
+        name: c.metadata?.name ?? "",
+        sessionId: c.metadata?.labels?.[LABELS.sessionId],
+      })),
+    ];
+  }
+
+  // ---- internals -------------------------------------------------------
+
+  /** This deployment's Pods and workspace claims. */
+  private async listObjects(): Promise<{ pods: V1Pod[]; claims: V1PersistentVolumeClaim[] }> {
     const [pods, claims] = await Promise.all([
       this.call("list session Pods", () =>
         this.core.listNamespacedPod({ namespace: this.options.namespace, labelSelector: this.selector() }),
@@ -245,21 +254,8 @@ export class KubernetesBackend implements SessionBackend {
         }),
       ),
     ]);
-    return [
-      ...pods.items.map((p) => ({
-        kind: "pod" as const,
-        name: p.metadata?.name ?? "",
-        sessionId: p.metadata?.labels?.[LABELS.sessionId],
-      })),
-      ...claims.items.map((c) => ({
-        kind: "pvc" as const,
-        name: c.metadata?.name ?? "",
-        sessionId: c.metadata?.labels?.[LABELS.sessionId],
-      })),
-    ];
+    return { pods: pods.items, claims: claims.items };
   }
-
-  // ---- internals -------------------------------------------------------
 
   /** The session's Pod: locked down, runnerd's environment only, limits from the request. */
   podOf(spec: BackendSessionSpec): V1Pod {
