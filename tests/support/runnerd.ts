@@ -32,6 +32,8 @@ export interface StartOptions {
    */
   wrap?: string[];
   root?: string;
+  /** The bearer token (default: a fresh one); a restart on the same root reuses the earlier one. */
+  token?: string;
   /** Path of the bundle to run (default: the build output). */
   bundle?: string;
 }
@@ -41,7 +43,7 @@ export async function startRunnerd(options: StartOptions = {}): Promise<RunnerdH
   const bundle = options.bundle ?? RUNNERD_BUNDLE;
   if (!existsSync(bundle)) throw new Error(`${bundle} is missing: run the build first`);
   const root = options.root ?? (await mkdtemp(path.join(tmpdir(), "runnerd-test-")));
-  const token = randomBytes(24).toString("base64url");
+  const token = options.token ?? randomBytes(24).toString("base64url");
   const env = {
     PATH: process.env.PATH ?? "/usr/bin:/bin",
     HOME: process.env.HOME ?? "/root",

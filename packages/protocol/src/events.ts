@@ -1,7 +1,11 @@
 import { z } from "zod";
 import { ExecIdSchema } from "./primitives.js";
 
-export const ExecOutcomeSchema = z.enum(["completed", "failed", "cancelled", "timeout", "orphaned"]);
+/**
+ * `interrupted`: the session stopped (or runnerd restarted) while the exec ran; its output up
+ * to then is kept and replayable after the session resumes.
+ */
+export const ExecOutcomeSchema = z.enum(["completed", "failed", "cancelled", "timeout", "orphaned", "interrupted"]);
 export type ExecOutcome = z.infer<typeof ExecOutcomeSchema>;
 
 /** Why an exec never ran (command not found, not executable, ...). */

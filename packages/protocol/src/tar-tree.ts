@@ -17,6 +17,8 @@ export function packTree(
     onBytes?: (bytes: number) => void;
     onEntry?: () => void;
     onError?: (error: unknown) => void;
+    /** Top-level names of a directory to leave out. */
+    exclude?: ReadonlySet<string>;
   } = {},
 ): ReadableStream<Uint8Array> {
   const packer = tar.pack();
@@ -25,7 +27,10 @@ export function packTree(
     const header = { name, mode: info.mode & 0o7777, mtime: info.mtime };
     if (info.isDirectory()) {
       if (name !== "") packer.entry({ ...header, name: `${name}/`, type: "directory" });
-      for (const child of (await readdir(abs)).sort()) await add(path.join(abs, child), path.posix.join(name, child));
+      for (const child of (await readdir(abs)).sort()) {
+        if (name === "" && options.exclude?.has(child)) continue;
+        await add(path.join(abs, child), path.posix.join(name, child));
+      }
     } else if (info.isSymbolicLink()) {
       packer.entry({ ...header, type: "symlink", linkname: await readlink(abs) });
     } else if (info.isFile()) {

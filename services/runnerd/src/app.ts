@@ -16,11 +16,14 @@ import { envRoutes } from "./routes/env.js";
 import { execRoutes } from "./routes/execs.js";
 import { fileRoutes } from "./routes/files.js";
 import { healthRoutes, leaseRoutes, statusRoutes } from "./routes/status.js";
+import { StateStore } from "./state/state-store.js";
 
 export interface Runnerd {
   app: Hono;
   execs: ExecManager;
   status(): RunnerdStatus;
+  /** Writes every finished exec (with its output) for the next runnerd of this session. */
+  persistExecs(): Promise<void>;
 }
 
 export interface RunnerdDeps {
@@ -36,7 +39,15 @@ export interface RunnerdDeps {
 export async function createRunnerd(deps: RunnerdDeps): Promise<Runnerd> {
   const { config, clock, log } = deps;
   const root = await WorkspaceRoot.open(config.root);
-  const envStore = new EnvStore();
+  // What an earlier runnerd of this session kept: env, lease, finished execs (stop/resume, restart).
+  const state = await StateStore.open(config.stateDir, log);
+  const persist = (what: string, op: (store: StateStore) => Promise<void>) => {
+    if (!state) return;
+    op(state).catch((error: unknown) => log.error({ err: error, what }, "could not persist runnerd state"));
+  };
+  const envStore = new EnvStore((await state?.loadEnv()) ?? {}, (values) =>
+    persist("env", (store) => store.saveEnv(values)),
+  );
   const me = userInfo();
   const incarnation = randomBytes(8).toString("hex");
   const execs = new ExecManager(
@@ -59,9 +70,12 @@ export async function createRunnerd(deps: RunnerdDeps): Promise<Runnerd> {
       log,
     },
   );
+  const restored = (await state?.loadExecs()) ?? [];
+  execs.restore(restored);
+  if (restored.length > 0) log.info({ execs: restored.length }, "restored finished execs from the state directory");
   const bootedAt = clock.now();
   let lastActivityAt = bootedAt;
-  let lease: Lease | null = null;
+  let lease: Lease | null = (await state?.loadLease()) ?? null;
   const status = (): RunnerdStatus => ({
     version: deps.version,
     incarnation,
@@ -74,6 +88,7 @@ export async function createRunnerd(deps: RunnerdDeps): Promise<Runnerd> {
     status,
     setLease: (next: Lease) => {
       lease = next;
+      persist("lease", (store) => store.saveLease(next));
     },
   };
 
@@ -130,5 +145,9 @@ export async function createRunnerd(deps: RunnerdDeps): Promise<Runnerd> {
     }),
   );
 
-  return { app, execs, status };
+  /** Keeps every finished exec (with its output) for the next runnerd of this session. */
+  const persistExecs = async () => {
+    await state?.saveExecs(execs.snapshots());
+  };
+  return { app, execs, status, persistExecs };
 }

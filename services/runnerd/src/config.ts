@@ -27,6 +27,13 @@ const ConfigEnvSchema = z.object({
     .regex(/^[0-9a-fA-F]{64}$/, "must be the 64 hex digits of the token's sha256")
     .transform((v) => v.toLowerCase()),
   RUNNERD_ROOT: z.string().startsWith("/", "must be an absolute path").default("/workspace"),
+  /**
+   * Where runnerd keeps the session env, the lease and finished execs across a stop or restart
+   * (default: `.sbx/runnerd` in the workspace, on its volume); `off` keeps nothing.
+   */
+  RUNNERD_STATE_DIR: z
+    .union([z.literal("off"), z.string().startsWith("/", "must be an absolute path or off")])
+    .optional(),
   RUNNERD_RING_BYTES: int(64 * 1024).default(4 * MiB),
   RUNNERD_ORPHAN_TIMEOUT_MS: int(1000).default(600_000),
   RUNNERD_MAX_EXECS: int(1, 100_000).default(64),
@@ -65,6 +72,10 @@ const ConfigSchema = ConfigEnvSchema.transform((e) => ({
   port: e.RUNNERD_PORT,
   tokenSha256: e.RUNNERD_TOKEN_SHA256,
   root: e.RUNNERD_ROOT,
+  stateDir:
+    e.RUNNERD_STATE_DIR === "off"
+      ? undefined
+      : (e.RUNNERD_STATE_DIR ?? `${e.RUNNERD_ROOT.replace(/\/+$/, "")}/.sbx/runnerd`),
   ringBytes: e.RUNNERD_RING_BYTES,
   orphanTimeoutMs: e.RUNNERD_ORPHAN_TIMEOUT_MS,
   maxExecs: e.RUNNERD_MAX_EXECS,

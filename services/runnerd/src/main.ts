@@ -32,7 +32,9 @@ async function main(): Promise<void> {
     stopping = true;
     log.info({ signal, liveExecs: runnerd.execs.liveCount }, "shutting down");
     server.close();
+    // Running execs end `interrupted`; then everything finished is kept for the next start.
     await runnerd.execs.shutdown(config.shutdownGraceMs);
+    await runnerd.persistExecs().catch((error: unknown) => log.error({ err: error }, "could not persist execs"));
     server.closeAllConnections();
     log.info("stopped");
     process.exit(0);

@@ -44,6 +44,14 @@ export interface PatchResult {
 export class EnvStore {
   private readonly values = new Map<string, string>();
 
+  /** `onChange` is told the whole store after every patch (runnerd persists it). */
+  constructor(
+    initial: Readonly<Record<string, string>> = {},
+    private readonly onChange: (values: Record<string, string>) => void = () => {},
+  ) {
+    for (const [name, value] of Object.entries(initial)) if (!isReservedEnvName(name)) this.values.set(name, value);
+  }
+
   names(): string[] {
     return [...this.values.keys()].sort();
   }
@@ -58,6 +66,7 @@ export class EnvStore {
       if (isReservedEnvName(name)) denied.add(name);
       else this.values.delete(name);
     }
+    this.onChange(Object.fromEntries(this.values));
     return { names: this.names(), denied: [...denied].sort() };
   }
 

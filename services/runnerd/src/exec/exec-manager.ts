@@ -4,7 +4,7 @@ import path from "node:path";
 import type { Clock, Logger, Timer } from "@sbx/edge";
 import { ApiError, type ExecInfo, isReservedEnvName, type ParsedExecRequest, type Signal } from "@sbx/protocol";
 import type { EnvStore } from "../env/env-store.js";
-import { Exec } from "./exec.js";
+import { Exec, type ExecSnapshot } from "./exec.js";
 import { LOCKS_MARK_BASE } from "./exec-launcher.js";
 import { isErrno } from "./process-tree.js";
 
@@ -149,17 +149,45 @@ export class ExecManager {
     return { exec, signalled: exec.cancel(signal, graceMs) };
   }
 
-  /** Stops every exec's processes (SIGTERM, grace, SIGKILL) and waits, bounded, for them to end. */
+  /**
+   * Stops every exec's processes (SIGTERM, grace, SIGKILL) and waits, bounded, for them to end;
+   * those still running end `interrupted`.
+   */
   async shutdown(graceMs: number): Promise<void> {
     this.shuttingDown = true;
     if (this.sweepTimer !== undefined) this.deps.clock.clearTimeout(this.sweepTimer);
     const running: Promise<unknown>[] = [];
     for (const exec of this.execs.values()) {
-      exec.cancel("SIGTERM", graceMs);
+      exec.interrupt(graceMs);
       if (exec.running) running.push(exec.finished);
     }
     const bound = new Promise<void>((resolve) => this.deps.clock.setTimeout(resolve, graceMs + 1000));
     await Promise.race([Promise.all(running), bound]);
+  }
+
+  /** Finished execs, oldest first, with their replayable output: what a stop persists. */
+  snapshots(): ExecSnapshot[] {
+    return this.finishedOrder.flatMap((exec) => {
+      const snapshot = exec.snapshot();
+      return snapshot ? [snapshot] : [];
+    });
+  }
+
+  /** Brings back finished execs persisted by an earlier runnerd of this session, oldest first. */
+  restore(snapshots: readonly ExecSnapshot[]): void {
+    for (const snapshot of snapshots) {
+      if (this.execs.has(snapshot.execId)) continue;
+      const exec = Exec.restore(snapshot, {
+        ringBytes: this.options.ringBytes,
+        pipeDrainMs: this.options.pipeDrainMs,
+        killGraceMs: this.options.killGraceMs,
+        clock: this.deps.clock,
+        log: this.deps.log,
+      });
+      this.execs.set(exec.execId, exec);
+      this.finishedOrder.push(exec);
+    }
+    this.enforceRetention();
   }
 
   /** Synchronous on purpose: one stat is cheaper than a thread-pool round trip on the exec hot path. */

@@ -19,7 +19,7 @@ import {
 import { HardDeadline, OrphanDeadline } from "./deadline.js";
 import { commandProblem, launchCommand } from "./exec-launcher.js";
 import { findExecProcesses, isErrno, signalAll } from "./process-tree.js";
-import { type Frame, type Replay, RingBuffer } from "./ring-buffer.js";
+import { type Frame, type Replay, RingBuffer, type RingSnapshot } from "./ring-buffer.js";
 import { Utf8Chunker } from "./utf8-chunker.js";
 
 export type { OutputStream };
@@ -67,7 +67,19 @@ export interface OutputTap {
   onOutput(stream: OutputStream, chunk: Buffer): void;
 }
 
-type Termination = "cancelled" | "timeout" | "orphaned";
+type Termination = "cancelled" | "timeout" | "orphaned" | "interrupted";
+
+/** A finished exec as it is persisted across a stop or restart (state/state-store.ts). */
+export interface ExecSnapshot {
+  execId: string;
+  tag: string | undefined;
+  encoding: Encoding;
+  pid: number | undefined;
+  startedAt: number;
+  endedAt: number;
+  exit: ExitData;
+  ring: RingSnapshot;
+}
 
 /** An event before it is numbered. */
 type EventBody = ExecEvent extends infer E ? (E extends ExecEvent ? Omit<E, "seq"> : never) : never;
@@ -108,16 +120,17 @@ export class Exec {
   constructor(
     private readonly spec: ExecSpec,
     private readonly deps: ExecDeps,
+    restored?: { startedAt: number; ring: RingBuffer },
   ) {
     this.execId = spec.execId;
     this.tag = spec.tag;
     this.encoding = spec.encoding;
-    this.ring = new RingBuffer(deps.ringBytes);
+    this.ring = restored?.ring ?? new RingBuffer(deps.ringBytes);
     this.chunkers = spec.encoding === "utf8" ? { stdout: new Utf8Chunker(), stderr: new Utf8Chunker() } : undefined;
     const finished = Promise.withResolvers<ExitData>();
     this.finished = finished.promise;
     this.resolveFinished = finished.resolve;
-    this.startedAt = deps.clock.now();
+    this.startedAt = restored?.startedAt ?? deps.clock.now();
     this.startedPerf = performance.now();
     this.orphan = new OrphanDeadline(spec.orphanTimeoutMs, () => this.expire("orphaned"), deps.clock);
     this.hard =
@@ -215,6 +228,54 @@ export class Exec {
    */
   cancel(signal: Signal, graceMs: number): number {
     return this.terminate("cancelled", signal, graceMs);
+  }
+
+  /** Ends the exec because runnerd is stopping: its outcome is `interrupted` (unless it exits 0 first). */
+  interrupt(graceMs: number): number {
+    return this.terminate("interrupted", "SIGTERM", graceMs);
+  }
+
+  /** The finished exec, to persist; undefined while it runs. */
+  snapshot(): ExecSnapshot | undefined {
+    if (this.exitData === undefined || this.endedAtValue === undefined) return undefined;
+    return {
+      execId: this.execId,
+      tag: this.tag,
+      encoding: this.encoding,
+      pid: this.pidValue,
+      startedAt: this.startedAt,
+      endedAt: this.endedAtValue,
+      exit: this.exitData,
+      ring: this.ring.snapshot(),
+    };
+  }
+
+  /** A finished exec brought back from a snapshot: its record and replayable output, no process. */
+  static restore(snapshot: ExecSnapshot, deps: ExecDeps): Exec {
+    const exec = new Exec(
+      {
+        execId: snapshot.execId,
+        tag: snapshot.tag,
+        command: ["(restored)"],
+        cwd: "/",
+        env: {},
+        stdin: undefined,
+        timeoutMs: undefined,
+        orphanTimeoutMs: 1000,
+        encoding: snapshot.encoding,
+        marker: "",
+        mark: 0,
+      },
+      deps,
+      { startedAt: snapshot.startedAt, ring: RingBuffer.restore(deps.ringBytes, snapshot.ring) },
+    );
+    exec.orphan.stop();
+    exec.pidValue = snapshot.pid;
+    exec.exitData = snapshot.exit;
+    exec.endedAtValue = snapshot.endedAt;
+    exec.openPipes = 0;
+    exec.resolveFinished(snapshot.exit);
+    return exec;
   }
 
   /** Writes to a held-open stdin; resolves once the bytes are handed to the pipe. */

@@ -6,6 +6,13 @@ export interface Frame {
   readonly bytes: Buffer;
 }
 
+/** A ring's retained frames, oldest first, and what came before them. */
+export interface RingSnapshot {
+  evictedThrough: number;
+  frames: Frame[];
+  final: Frame | undefined;
+}
+
 export interface Replay {
   /** Events the caller asked for that were already evicted: `fromSeq..toSeq` inclusive. */
   gap: { fromSeq: number; toSeq: number } | undefined;
@@ -100,6 +107,25 @@ export class RingBuffer {
     }
     if (this.final && this.final.seq > from && frames.length < maxFrames) frames.push(this.final);
     return { gap, frames };
+  }
+
+  /** Everything retained, for persisting the ring; `restore` rebuilds an equal one. */
+  snapshot(): RingSnapshot {
+    const frames: Frame[] = [];
+    for (let i = this.head; i < this.frames.length; i++) {
+      const frame = this.frames[i];
+      if (frame) frames.push(frame);
+    }
+    return { evictedThrough: this.evicted, frames, final: this.final };
+  }
+
+  static restore(capacityBytes: number, snapshot: RingSnapshot): RingBuffer {
+    const ring = new RingBuffer(capacityBytes);
+    ring.evicted = snapshot.evictedThrough;
+    ring.last = snapshot.evictedThrough;
+    for (const frame of snapshot.frames) ring.append(frame);
+    if (snapshot.final) ring.appendFinal(snapshot.final);
+    return ring;
   }
 
   private checkNext(frame: Frame): void {

@@ -24,7 +24,7 @@ import { ApiError, packTree, tarBytes } from "@sbx/protocol";
 import * as tar from "tar-stream";
 import { isErrno } from "../exec/process-tree.js";
 import { onPath } from "./fs-errors.js";
-import { isWithin, type WorkspacePath, type WorkspaceRoot } from "./workspace-root.js";
+import { isWithin, RESERVED_DIR, type WorkspacePath, type WorkspaceRoot } from "./workspace-root.js";
 
 /** Entries one extraction accepts at most. */
 export const EXTRACT_MAX_ENTRIES = 100_000;
@@ -52,6 +52,7 @@ export class ArchiveService {
     await onPath(p.rel, () => lstat(p.abs));
     return packTree(p.abs, {
       onError: (error) => this.log.warn({ path: p.rel, err: error }, "archive stream failed"),
+      ...(p.rel === "." ? { exclude: new Set([RESERVED_DIR]) } : {}),
     });
   }
 

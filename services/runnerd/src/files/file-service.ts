@@ -6,7 +6,7 @@ import { ApiError, type FileInfo } from "@sbx/protocol";
 import { isErrno } from "../exec/process-tree.js";
 import { type WriteResult, writeAtomically } from "./atomic-write.js";
 import { onPath } from "./fs-errors.js";
-import { isWithin, type WorkspaceRoot } from "./workspace-root.js";
+import { isWithin, RESERVED_DIR, type WorkspaceRoot } from "./workspace-root.js";
 
 /** Entries one listing returns at most; past it the listing says `truncated`. */
 export const LIST_MAX_ENTRIES = 10_000;
@@ -38,6 +38,7 @@ export class FileService {
       const walk = async (dir: string, level: number): Promise<void> => {
         const names = (await readdir(dir)).sort();
         for (const name of names) {
+          if (dir === this.root.real && name === RESERVED_DIR) continue;
           if (entries.length >= LIST_MAX_ENTRIES) {
             truncated = true;
             return;

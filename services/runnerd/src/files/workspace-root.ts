@@ -3,6 +3,12 @@ import path from "node:path";
 import { ApiError } from "@sbx/protocol";
 import { isErrno } from "../exec/process-tree.js";
 
+/**
+ * runnerd keeps its state (env, lease, finished execs) in this directory at
+ * the workspace root: the file API neither shows nor touches it.
+ */
+export const RESERVED_DIR = ".sbx";
+
 /** A path inside the workspace: `abs` is under the root's real path, `rel` is what callers see. */
 export interface WorkspacePath {
   abs: string;
@@ -37,6 +43,9 @@ export class WorkspaceRoot {
       const abs = path.resolve(base, input);
       if (isWithin(base, abs)) {
         const rel = path.relative(base, abs);
+        if (rel.split(path.sep)[0] === RESERVED_DIR) {
+          throw new ApiError("PERMISSION_DENIED", `${RESERVED_DIR} is runnerd's own directory`);
+        }
         return { abs: rel === "" ? this.real : path.join(this.real, rel), rel: rel === "" ? "." : rel };
       }
       if (!path.isAbsolute(input)) break;
