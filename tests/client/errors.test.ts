@@ -138,7 +138,7 @@ describe.skipIf(skip !== undefined)("typed SDK errors, one per error code", () =
     const name = `sbx-${spawner.deployment}-errs`;
     await docker("network", "disconnect", "-f", `sbx-${spawner.deployment}`, name);
     await expectError(client.session("errs").run({ argv: ["true"] }), RunnerdUnreachableError, "RUNNERD_UNREACHABLE");
-    await docker("stop", "-t", "1", name);
+    await docker("kill", name);
     const failed = await expectError(client.session("errs").listExecs(), SessionFailedError, "SESSION_FAILED");
     expect(failed.status).toBe(410);
     expect(failed.reason).toMatchObject({ code: "exited" });

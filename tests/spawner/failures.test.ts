@@ -147,7 +147,7 @@ describe.skipIf(skip !== undefined)("failed creates leave nothing behind", () =>
     expect(fresh.status).toBe(201);
   });
 
-  it("explains a session call that cannot reach runnerd: unreachable is 502, stopped is 410, never a bare 502", async () => {
+  it("explains a session call that cannot reach runnerd: unreachable is 502, killed is 410, never a bare 502", async () => {
     expect((await spawner.request("DELETE", "/v1/sessions/second")).status).toBe(204);
     const created = await spawner.json("POST", "/v1/sessions", { id: "cut", org: "cut" });
     expect(created.status).toBe(201);
@@ -161,7 +161,7 @@ describe.skipIf(skip !== undefined)("failed creates leave nothing behind", () =>
     expect(unreachable.status).toBe(502);
     expect(unreachable.headers.get("content-type")).toMatch(/^application\/json/);
     expect(ErrorEnvelopeSchema.parse(await unreachable.json()).error.code).toBe("RUNNERD_UNREACHABLE");
-    await docker("stop", "-t", "1", name);
+    await docker("kill", name);
     const stopped = await spawner.json("GET", "/v1/sessions/cut/execs");
     expect(stopped.status).toBe(410);
     expect(ErrorEnvelopeSchema.parse(stopped.body).error).toMatchObject({

@@ -12,7 +12,8 @@ describe.skipIf(skip !== undefined)("sweeper", () => {
   let spawner: SpawnerHandle;
 
   beforeAll(async () => {
-    spawner = await startSpawner({ env: { SPAWNER_SWEEP_INTERVAL_MS: "250" } });
+    // Idle sessions deleted, not stopped: stopping is tested in stop-resume.test.ts.
+    spawner = await startSpawner({ env: { SPAWNER_SWEEP_INTERVAL_MS: "250", SPAWNER_IDLE_ACTION: "delete" } });
   });
   afterAll(async () => {
     await spawner?.stop();

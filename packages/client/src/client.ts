@@ -49,6 +49,14 @@ export class SandboxClient {
     return this.session(id).update(patch);
   }
 
+  stopSession(id: string): Promise<Session> {
+    return this.session(id).stop();
+  }
+
+  resumeSession(id: string): Promise<Session> {
+    return this.session(id).resume();
+  }
+
   deleteSession(id: string): Promise<void> {
     return this.session(id).delete();
   }

@@ -147,6 +147,8 @@ const BY_CODE: Record<ErrorCode, Plain> = {
   FILE_NOT_FOUND: FileNotFoundError,
   SESSION_CONFLICT: SessionConflictError,
   SESSION_NOT_READY: SessionNotReadyError,
+  SESSION_STOPPED: ConflictError,
+  SESSION_NOT_STOPPABLE: ConflictError,
   EXEC_EXISTS: ConflictError,
   EXEC_RUNNING: ConflictError,
   EXEC_NOT_RUNNING: ConflictError,

@@ -56,6 +56,19 @@ export class SessionHandle {
     return (await this.transport.json("PATCH", this.base, SessionResponseSchema, { body: { json: patch } })).session;
   }
 
+  /**
+   * Stops the session, keeping its workspace, env and exec records (execs still running end
+   * `interrupted`); it costs no memory until resumed. Idempotent.
+   */
+  async stop(): Promise<Session> {
+    return (await this.transport.json("POST", `${this.base}/stop`, SessionResponseSchema)).session;
+  }
+
+  /** Starts a stopped session again (any call to it would too, unless the spawner refuses that). */
+  async resume(): Promise<Session> {
+    return (await this.transport.json("POST", `${this.base}/resume`, SessionResponseSchema)).session;
+  }
+
   /** Deletes the session, its processes and its workspace. */
   delete(): Promise<void> {
     return this.transport.empty("DELETE", this.base);

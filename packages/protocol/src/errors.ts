@@ -33,6 +33,10 @@ export const ERROR_STATUS = {
   REQUEST_TIMEOUT: 408,
   SESSION_CONFLICT: 409,
   SESSION_NOT_READY: 409,
+  /** A call to a stopped session where resuming on demand is switched off: resume it first. */
+  SESSION_STOPPED: 409,
+  /** Stop of a session whose workspace would not outlive it (a Kubernetes emptyDir workspace). */
+  SESSION_NOT_STOPPABLE: 409,
   EXEC_EXISTS: 409,
   EXEC_RUNNING: 409,
   EXEC_NOT_RUNNING: 409,

@@ -32,6 +32,11 @@ export const ANNOTATIONS = {
   pids: "sbx.dev/pids",
   /** Keyed HMAC of the create request, to tell an idempotent repeat from a conflicting one. */
   specDigest: "sbx.dev/spec-digest",
+  /** The workspace as created: `persistent` or `ephemeral`, its size in MiB, its storage class. */
+  workspace: "sbx.dev/workspace",
+  /** On the object that outlives a stopped session: when it stopped, and its lease then (JSON). */
+  stoppedAt: "sbx.dev/stopped-at",
+  stoppedLease: "sbx.dev/stopped-lease",
   /** Prefix of the caller's own labels (`sbx.label/<key>`). */
   userPrefix: "sbx.label/",
 } as const;

@@ -54,12 +54,22 @@ export const CreateSessionRequestSchema = z.strictObject({
 export type CreateSessionRequest = z.input<typeof CreateSessionRequestSchema>;
 
 /**
- * `starting` until runnerd answers; `ready`; `terminating` while it is being
+ * `starting` until runnerd answers; `ready`; `stopping`, `stopped` and
+ * `resuming` around a stop (the workspace, env and exec records are kept;
+ * a call to a stopped session resumes it); `terminating` while it is being
  * deleted; `failed` when its container or Pod died (see `reason`). A failed
  * session answers every call with 410 SESSION_FAILED until the sweeper
  * removes it.
  */
-export const SessionStateSchema = z.enum(["starting", "ready", "terminating", "failed"]);
+export const SessionStateSchema = z.enum([
+  "starting",
+  "ready",
+  "stopping",
+  "stopped",
+  "resuming",
+  "terminating",
+  "failed",
+]);
 export type SessionState = z.infer<typeof SessionStateSchema>;
 
 /** Why a session (or a create) failed, as its backend saw it. */
@@ -99,6 +109,10 @@ export const SessionSchema = z.object({
   state: SessionStateSchema,
   /** Set when `state` is `failed`. */
   reason: FailureReasonSchema.nullable(),
+  /** Whether it can be stopped and resumed: its workspace outlives its container or Pod. */
+  stoppable: z.boolean(),
+  /** When it was stopped (epoch ms), while it is. */
+  stoppedAt: z.number().nullable(),
   createdAt: z.number(),
   expiresAt: z.number(),
   idleTimeoutMs: z.number(),

@@ -212,6 +212,62 @@ describe("dead sessions", () => {
   });
 });
 
+describe("stopping and resuming", () => {
+  it("stops a session and resumes it, keeping its env; a call to it resumes it by itself, once", async () => {
+    const s = await spawner({}, { startDelayMs: 200 });
+    await s.json("POST", "/v1/sessions", { id: "nap", org: "acme", env: { KEPT: "yes" } });
+    const stopped = await s.json("POST", "/v1/sessions/nap/stop");
+    expect(stopped.status).toBe(200);
+    expect(sessionOf(stopped.body)).toMatchObject({ state: "stopped", stoppable: true });
+    expect(sessionOf(stopped.body).stoppedAt).toBeGreaterThan(0);
+    // Stopping again is harmless.
+    expect(sessionOf((await s.json("POST", "/v1/sessions/nap/stop")).body).state).toBe("stopped");
+    // Three calls at once wake it once, and all of them are served.
+    const calls = await Promise.all([
+      s.json("GET", "/v1/sessions/nap/execs"),
+      s.json("GET", "/v1/sessions/nap/env"),
+      s.json("POST", "/v1/sessions/nap/resume"),
+    ]);
+    expect(calls.map((c) => c.status)).toEqual([200, 200, 200]);
+    expect(calls[1]?.body).toEqual({ names: ["KEPT"] });
+    expect(sessionOf((await s.json("GET", "/v1/sessions/nap")).body)).toMatchObject({
+      state: "ready",
+      stoppedAt: null,
+    });
+    expect(s.logs().match(/"msg":"session resumed"/g)).toHaveLength(1);
+  });
+
+  it("refuses calls to a stopped session with 409 SESSION_STOPPED when resuming on demand is off", async () => {
+    const s = await spawner({ SPAWNER_AUTO_RESUME: "0" });
+    await s.json("POST", "/v1/sessions", { id: "asleep", org: "acme" });
+    await s.json("POST", "/v1/sessions/asleep/stop");
+    const call = await s.json("GET", "/v1/sessions/asleep/env");
+    expect([call.status, errorOf(call.body).code]).toEqual([409, "SESSION_STOPPED"]);
+    expect((await s.json("POST", "/v1/sessions/asleep/resume")).status).toBe(200);
+    expect((await s.json("GET", "/v1/sessions/asleep/env")).status).toBe(200);
+  });
+
+  it("stops idle sessions instead of deleting them, and still deletes stopped ones at their TTL", async () => {
+    const s = await spawner();
+    await s.json("POST", "/v1/sessions", { id: "dozy", org: "acme", idleTimeoutMs: 1000, ttlMs: 2500 });
+    await delay(1100);
+    expect(await s.spawner.sweeper.sweep()).toEqual([{ id: "dozy", reason: "idle", stopped: true }]);
+    expect(sessionOf((await s.json("GET", "/v1/sessions/dozy")).body).state).toBe("stopped");
+    // Asleep, it is not idle any more; its TTL still ends it.
+    expect(await s.spawner.sweeper.sweep()).toEqual([]);
+    await delay(1500);
+    expect(await s.spawner.sweeper.sweep()).toEqual([{ id: "dozy", reason: "ttl" }]);
+    expect((await s.json("GET", "/v1/sessions/dozy")).status).toBe(404);
+  });
+
+  it("deletes idle sessions whose profile says so", async () => {
+    const s = await spawner({ SPAWNER_IDLE_ACTION: "delete" });
+    await s.json("POST", "/v1/sessions", { id: "gone", org: "acme", idleTimeoutMs: 1000 });
+    await delay(1100);
+    expect(await s.spawner.sweeper.sweep()).toEqual([{ id: "gone", reason: "idle" }]);
+  });
+});
+
 describe("the sweeper", () => {
   it("removes a failed session only once its reason has been readable for the retention", async () => {
     const s = await spawner({ SPAWNER_FAILED_RETENTION_MS: "400" });
@@ -224,7 +280,7 @@ describe("the sweeper", () => {
     expect((await s.json("GET", "/v1/sessions/kept")).status).toBe(404);
   });
 
-  it("ends a session at its TTL and an idle one, and keeps one that is busy", async () => {
+  it("ends a session at its TTL, stops an idle one, and keeps one that is busy", async () => {
     const s = await spawner();
     await s.json("POST", "/v1/sessions", { id: "brief", org: "acme", ttlMs: 1000 });
     await s.json("POST", "/v1/sessions", { id: "idle", org: "acme", idleTimeoutMs: 1000 });
@@ -235,7 +291,7 @@ describe("the sweeper", () => {
     const reaped = await s.spawner.sweeper.sweep();
     expect(reaped.sort((x, y) => x.id.localeCompare(y.id))).toEqual([
       { id: "brief", reason: "ttl" },
-      { id: "idle", reason: "idle" },
+      { id: "idle", reason: "idle", stopped: true },
     ]);
     s.backend.runnerd("busy").finishExec("work");
     expect((await stream).text).toContain("event: exit");

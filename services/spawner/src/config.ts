@@ -61,10 +61,14 @@ const WorkspaceSchema = z.strictObject({
   storageClass: z.string().min(1).optional(),
 });
 
+const IdleActionSchema = z.enum(["stop", "delete"]);
+
 const ProfileSchema = z.strictObject({
   /** Images sessions of this profile may use; the first is the default. */
   images: z.array(ImageRefSchema).min(1),
   workspace: WorkspaceSchema.optional(),
+  /** What idleness does: stop (keep the workspace; the default where it can) or delete. */
+  idle: IdleActionSchema.optional(),
 });
 
 const ProfilesSchema = z
@@ -125,6 +129,10 @@ const ConfigEnvSchema = z.object({
   SPAWNER_WORKSPACE_PERSISTENT: flag.default(false),
   SPAWNER_WORKSPACE_SIZE_MB: int(64).default(10 * 1024),
   SPAWNER_WORKSPACE_STORAGE_CLASS: z.string().min(1).optional(),
+  /** What idleness does to a session of the default profile: stop it (if it can be) or delete it. */
+  SPAWNER_IDLE_ACTION: IdleActionSchema.default("stop"),
+  /** A call to a stopped session resumes it (1) or is refused with 409 SESSION_STOPPED (0). */
+  SPAWNER_AUTO_RESUME: flag.default(true),
   /** The default profile's images (the first is the default image). */
   SPAWNER_IMAGES: list.pipe(z.array(ImageRefSchema).min(1)).default(["sbx-runtime:latest"]),
   /**
@@ -204,9 +212,15 @@ const ConfigSchema = ConfigEnvSchema.transform((e, ctx) => {
     sizeMb: e.SPAWNER_WORKSPACE_SIZE_MB,
     ...(e.SPAWNER_WORKSPACE_STORAGE_CLASS ? { storageClass: e.SPAWNER_WORKSPACE_STORAGE_CLASS } : {}),
   };
-  const profiles = new Map<string, Profile>([["default", { images: e.SPAWNER_IMAGES, workspace: defaultWorkspace }]]);
+  const profiles = new Map<string, Profile>([
+    ["default", { images: e.SPAWNER_IMAGES, workspace: defaultWorkspace, idle: e.SPAWNER_IDLE_ACTION }],
+  ]);
   for (const [name, profile] of Object.entries(e.SPAWNER_PROFILES ?? {})) {
-    profiles.set(name, { images: profile.images, workspace: profile.workspace ?? defaultWorkspace });
+    profiles.set(name, {
+      images: profile.images,
+      workspace: profile.workspace ?? defaultWorkspace,
+      idle: profile.idle ?? e.SPAWNER_IDLE_ACTION,
+    });
   }
   return {
     host: e.SPAWNER_HOST,
@@ -250,6 +264,7 @@ const ConfigSchema = ConfigEnvSchema.transform((e, ctx) => {
     },
     capacity: { global: e.SPAWNER_MAX_SESSIONS, perOrg: e.SPAWNER_MAX_SESSIONS_PER_ORG },
     createTimeoutMs: e.SPAWNER_CREATE_TIMEOUT_MS,
+    autoResume: e.SPAWNER_AUTO_RESUME,
     failedRetentionMs: e.SPAWNER_FAILED_RETENTION_MS,
     runnerdConnectTimeoutMs: e.SPAWNER_RUNNERD_CONNECT_TIMEOUT_MS,
     sweepIntervalMs: e.SPAWNER_SWEEP_INTERVAL_MS,
@@ -265,6 +280,7 @@ export type Workspace = z.output<typeof WorkspaceSchema>;
 export interface Profile {
   images: string[];
   workspace: Workspace;
+  idle: "stop" | "delete";
 }
 
 /**

@@ -26,6 +26,17 @@ export class Metrics {
     labelNames: ["direction"] as const,
     registers: [this.registry],
   });
+  readonly stops = new Counter({
+    name: "sbx_session_stops_total",
+    help: "Sessions stopped (by a call or by idleness).",
+    registers: [this.registry],
+  });
+  readonly resumeSeconds = new Histogram({
+    name: "sbx_session_resume_seconds",
+    help: "Time from a resume (asked for, or by a call to a stopped session) to runnerd answering.",
+    buckets: [0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 30],
+    registers: [this.registry],
+  });
   readonly sweeps = new Counter({
     name: "sbx_sweeps_total",
     help: "Sweeper runs.",

@@ -6,10 +6,10 @@ import { SandboxError } from "../errors.js";
 import { type Command, helpOf } from "./command.js";
 import { cp } from "./commands/cp.js";
 import { attach, exec } from "./commands/exec.js";
-import { create, env, extend, get, list, remove } from "./commands/sessions.js";
+import { create, env, extend, get, list, remove, resume, stop } from "./commands/sessions.js";
 import { UsageError } from "./duration.js";
 
-const COMMANDS: Command[] = [create, list, get, remove, extend, exec, attach, cp, env];
+const COMMANDS: Command[] = [create, list, get, stop, resume, remove, extend, exec, attach, cp, env];
 
 const GLOBAL_OPTIONS = {
   url: { type: "string" },

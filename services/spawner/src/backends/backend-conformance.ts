@@ -86,7 +86,7 @@ export function runBackendConformance(name: string, setup: () => Promise<Conform
       const workspace = h.workspace ?? { persistent: false, sizeMb: 1024 };
       const { record } = resolveSpec(
         { id, org: `org-${"o".repeat(59)}`, owner: `${"o".repeat(100)}@example.com`, labels, image },
-        { ...config, profiles: new Map([["default", { images: [image], workspace }]]) },
+        { ...config, profiles: new Map([["default", { images: [image], workspace, idle: "stop" as const }]]) },
         Date.now(),
       );
       const token = randomBytes(32).toString("hex");
@@ -98,7 +98,7 @@ export function runBackendConformance(name: string, setup: () => Promise<Conform
           meta: metaOf(record),
           runnerdEnv: runnerdEnvironment(sha256Hex(token), 256, {}),
           resources: { cpus: 0.5, memoryMb: 256, pids: 256 },
-          workspace,
+          workspace: record.workspace,
         },
         token,
       };

@@ -48,3 +48,8 @@ export class BackendConflictError extends BackendError {
 export class BackendNotFoundError extends BackendError {
   override name = "BackendNotFoundError";
 }
+
+/** A stop of a session whose workspace would not outlive it (a Kubernetes emptyDir). */
+export class NotStoppableError extends BackendError {
+  override name = "NotStoppableError";
+}

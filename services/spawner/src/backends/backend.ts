@@ -1,4 +1,4 @@
-import type { FailureReason } from "@sbx/protocol";
+import type { FailureReason, Lease } from "@sbx/protocol";
 
 /** Where a session's runnerd answers. */
 export interface Endpoint {
@@ -39,12 +39,15 @@ export interface WorkspaceSpec {
 
 /**
  * The lifecycle a backend reports: `starting` (made, not yet running with an
- * address), `running`, `terminating` (being deleted), `failed` (it died, or
- * was removed by someone else; the reason says how).
+ * address), `running`, `stopping` and `stopped` (its processes ended, its
+ * workspace kept, with the lease it had), `terminating` (being deleted),
+ * `failed` (it died, or was removed by someone else; the reason says how).
  */
 export type BackendState =
   | { phase: "starting" }
   | { phase: "running" }
+  | { phase: "stopping" }
+  | { phase: "stopped"; at: number | null; lease: Lease | undefined }
   | { phase: "terminating" }
   | { phase: "failed"; reason: FailureReason };
 
@@ -86,6 +89,14 @@ export interface SessionBackend {
   create(spec: BackendSessionSpec, signal: AbortSignal): Promise<BackendSession>;
   find(id: string): Promise<BackendSession | undefined>;
   list(): Promise<BackendSession[]>;
+  /**
+   * Stops the session, keeping its workspace (and runnerd's state on it), and
+   * records `lease` where a stopped session's lookup finds it. Resolves once
+   * its processes have ended. A Kubernetes session needs a persistent workspace.
+   */
+  stop(id: string, lease: Lease): Promise<void>;
+  /** Starts a stopped session again, as `create` does (same deadline and failure rules). */
+  resume(spec: BackendSessionSpec, signal: AbortSignal): Promise<BackendSession>;
   /**
    * Removes the session and its workspace: gone, or going (Kubernetes
    * deletes Pods in the background). False when there was nothing. Idempotent.

@@ -103,5 +103,25 @@ export function sessionRoutes(sessions: SessionService): OpenAPIHono<SpawnerEnv>
     },
   );
 
+  for (const [action, summary] of [
+    ["stop", "Stop a session, keeping its workspace, env and exec records (running execs end interrupted); idempotent"],
+    ["resume", "Start a stopped session again (calls to a stopped session also resume it); idempotent"],
+  ] as const) {
+    mount(
+      app,
+      {
+        method: "post",
+        path: `/v1/sessions/{id}/${action}`,
+        summary,
+        request: { params: SessionPathSchema },
+        responses: { 200: json(SessionResponseSchema, "the session"), ...errors },
+      },
+      async (c) => {
+        const id = param(c, "id", SessionIdSchema);
+        return c.json({ session: await (action === "stop" ? sessions.stop(id) : sessions.resume(id)) });
+      },
+    );
+  }
+
   return app;
 }

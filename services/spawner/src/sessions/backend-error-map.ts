@@ -5,6 +5,7 @@ import {
   BackendNotFoundError,
   BackendUnavailableError,
   ImageUnavailableError,
+  NotStoppableError,
   StartFailedError,
   StartTimeoutError,
 } from "../backends/backend-errors.js";
@@ -42,6 +43,9 @@ export function apiErrorOf(error: unknown, sessionId: string | undefined, during
           cause: error,
         })
       : new ApiError("SESSION_NOT_FOUND", `${session} does not exist`, { cause: error });
+  }
+  if (error instanceof NotStoppableError) {
+    return new ApiError("SESSION_NOT_STOPPABLE", error.message, { cause: error });
   }
   if (error instanceof BackendConflictError) {
     return new ApiError("SESSION_CONFLICT", `${session} is being created or deleted concurrently`, {

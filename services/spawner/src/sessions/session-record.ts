@@ -16,7 +16,12 @@ export interface SessionRecord {
   /** The caller's own labels. */
   labels: Record<string, string>;
   specDigest: string;
+  /** The workspace as created (a resume on Kubernetes makes the Pod again around it). */
+  workspace: { persistent: boolean; sizeMb: number; storageClass: string | undefined };
 }
+
+/** Sessions created before the workspace was recorded had the default, ephemeral one. */
+const DEFAULT_WORKSPACE = { persistent: false, sizeMb: 10 * 1024, storageClass: undefined };
 
 /**
  * The record in two layers: selector labels (session id and org, short and
@@ -39,6 +44,11 @@ export function metaOf(record: SessionRecord): SessionMeta {
     [ANNOTATIONS.memoryMb]: String(record.resources.memoryMb),
     [ANNOTATIONS.pids]: String(record.resources.pids),
     [ANNOTATIONS.specDigest]: record.specDigest,
+    [ANNOTATIONS.workspace]: [
+      record.workspace.persistent ? "persistent" : "ephemeral",
+      record.workspace.sizeMb,
+      record.workspace.storageClass ?? "",
+    ].join(","),
   };
   if (record.owner !== null) annotations[ANNOTATIONS.owner] = record.owner;
   for (const [key, value] of Object.entries(record.labels)) annotations[`${ANNOTATIONS.userPrefix}${key}`] = value;
@@ -95,5 +105,13 @@ export function recordFromMeta(meta: SessionMeta): SessionRecord | undefined {
     resources: { cpus, memoryMb, pids },
     labels: userLabels,
     specDigest,
+    workspace: workspaceOf(annotations[ANNOTATIONS.workspace]),
   };
+}
+
+function workspaceOf(text: string | undefined): SessionRecord["workspace"] {
+  const [kind, size, storageClass] = (text ?? "").split(",");
+  const sizeMb = Number(size);
+  if ((kind !== "persistent" && kind !== "ephemeral") || !Number.isInteger(sizeMb)) return DEFAULT_WORKSPACE;
+  return { persistent: kind === "persistent", sizeMb, storageClass: storageClass || undefined };
 }

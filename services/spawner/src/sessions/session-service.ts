@@ -10,7 +10,7 @@ import {
 } from "@sbx/protocol";
 import pLimit from "p-limit";
 import type { z } from "zod";
-import type { BackendSession, Endpoint, SessionBackend } from "../backends/backend.js";
+import type { BackendSession, BackendSessionSpec, Endpoint, SessionBackend } from "../backends/backend.js";
 import { BackendConflictError } from "../backends/backend-errors.js";
 import { runnerdEnvironment } from "../backends/runtime-contract.js";
 import type { Config } from "../config.js";
@@ -49,6 +49,9 @@ interface CreateResult {
 export class SessionService {
   /** Creates in flight in this replica, by session id. */
   private readonly creating = new Map<string, Promise<CreateResult>>();
+  /** Stops and resumes in flight in this replica: concurrent calls share one. */
+  private readonly stopping = new Map<string, Promise<Session>>();
+  private readonly resuming = new Map<string, Promise<Session>>();
 
   constructor(
     private readonly config: Config,
@@ -61,7 +64,15 @@ export class SessionService {
 
   /** Counts of sessions this replica knows, by state (for metrics). */
   countsByState(): Record<SessionState, number> {
-    const counts: Record<SessionState, number> = { starting: 0, ready: 0, terminating: 0, failed: 0 };
+    const counts: Record<SessionState, number> = {
+      starting: 0,
+      ready: 0,
+      stopping: 0,
+      stopped: 0,
+      resuming: 0,
+      terminating: 0,
+      failed: 0,
+    };
     for (const id of this.creating.keys()) if (!this.registry.cached(id)) counts.starting++;
     for (const known of this.registry.values()) counts[this.stateOf(known)]++;
     return counts;
@@ -156,16 +167,110 @@ export class SessionService {
     this.log.info({ sessionId: id }, "session deleted");
   }
 
-  /** Where to proxy a session call; a session that cannot take one says why at once. */
+  /**
+   * Where to proxy a session call; a session that cannot take one says why at once. A stopped
+   * session is resumed first (unless SPAWNER_AUTO_RESUME is off).
+   */
   async target(id: string): Promise<ProxyTarget> {
     if (this.creating.has(id) && this.registry.cached(id)?.state.phase !== "running") throw notReady(id);
+    const inFlight = this.resuming.get(id);
+    if (inFlight) await inFlight;
     let known = await this.registry.lookup(id);
     // The cache may lag a session that another replica just started: ask once more before refusing.
     if (known.state.phase === "starting" || (known.state.phase === "running" && !known.endpoint)) {
       known = (await this.registry.refresh(id)) ?? known;
     }
+    if (known.state.phase === "stopped" && this.config.autoResume) {
+      await this.resume(id);
+      known = await this.registry.lookup(id);
+    }
     const endpoint = this.usable(known);
     return { record: known.record, endpoint, token: this.token(id) };
+  }
+
+  /**
+   * Stops a session, keeping its workspace, env and exec records; running execs end
+   * `interrupted`. Idempotent; concurrent calls share one stop.
+   */
+  stop(id: string): Promise<Session> {
+    const inFlight = this.stopping.get(id);
+    if (inFlight) return inFlight;
+    const attempt = this.stopOnce(id).finally(() => this.stopping.delete(id));
+    this.stopping.set(id, attempt);
+    return attempt;
+  }
+
+  /** Starts a stopped session again; concurrent calls (and calls that resume it) share one resume. */
+  resume(id: string): Promise<Session> {
+    const inFlight = this.resuming.get(id);
+    if (inFlight) return inFlight;
+    const attempt = this.resumeOnce(id).finally(() => this.resuming.delete(id));
+    this.resuming.set(id, attempt);
+    return attempt;
+  }
+
+  private async stopOnce(id: string): Promise<Session> {
+    let known = await this.registry.lookup(id);
+    if (known.state.phase === "stopped") return this.view(known, undefined);
+    if (known.state.phase === "running" && !this.canStop(known.record)) {
+      throw new ApiError(
+        "SESSION_NOT_STOPPABLE",
+        `session ${id} cannot be stopped: its workspace would not outlive it (its profile needs a persistent workspace)`,
+      );
+    }
+    this.usable(known);
+    const status = await this.runnerdStatus(known);
+    const lease = status?.lease ?? { expiresAt: known.record.expiresAt, idleTimeoutMs: known.record.idleTimeoutMs };
+    await backendCall(id, "other", () => this.backend.stop(id, lease));
+    known = (await this.registry.refresh(id)) ?? known;
+    this.log.info({ sessionId: id }, "session stopped");
+    this.metrics.stops.inc();
+    return this.view(known, undefined);
+  }
+
+  private async resumeOnce(id: string): Promise<Session> {
+    const known = await this.registry.refresh(id);
+    if (!known) throw new ApiError("SESSION_NOT_FOUND", `no session ${id}`);
+    if (known.state.phase === "running" && known.endpoint) {
+      return this.view(known, await this.runnerdStatus(known));
+    }
+    if (known.state.phase !== "stopped" && known.state.phase !== "starting") this.usable(known);
+    const started = performance.now();
+    const deadline = new Deadline(this.clock, this.config.createTimeoutMs);
+    try {
+      const made = await backendCall(id, "other", () =>
+        this.backend.resume(this.backendSpec(known.record), deadline.signal),
+      );
+      if (!made.endpoint) throw new ApiError("RUNNERD_NOT_READY", `session ${id} has no address`);
+      const status = await this.waitReady(id, made.endpoint, deadline);
+      const resumed = this.registry.remember(known.record, made);
+      this.log.info({ sessionId: id }, "session resumed");
+      this.metrics.resumeSeconds.observe((performance.now() - started) / 1000);
+      return this.view(resumed, status, true);
+    } finally {
+      deadline.dispose();
+    }
+  }
+
+  /** Whether a session can be stopped: its workspace outlives its container or Pod. */
+  canStop(record: SessionRecord): boolean {
+    return this.backend.kind === "docker" || record.workspace.persistent;
+  }
+
+  /** What the backend is asked to run for a session (at create, and again at resume). */
+  private backendSpec(record: SessionRecord): BackendSessionSpec {
+    return {
+      id: record.id,
+      image: record.image,
+      meta: metaOf(record),
+      runnerdEnv: runnerdEnvironment(
+        runnerdTokenSha256(this.config.runnerdSecret, record.id),
+        record.resources.memoryMb,
+        this.config.runnerdEnv,
+      ),
+      resources: record.resources,
+      workspace: record.workspace,
+    };
   }
 
   /**
@@ -214,7 +319,7 @@ export class SessionService {
 
   // ---- create ------------------------------------------------------------
 
-  private async createOnce({ record, env, workspace }: ResolvedSpec): Promise<CreateResult> {
+  private async createOnce({ record, env }: ResolvedSpec): Promise<CreateResult> {
     const deadline = new Deadline(this.clock, this.config.createTimeoutMs);
     try {
       const existing = await backendCall(record.id, "create", () => this.backend.find(record.id));
@@ -222,21 +327,7 @@ export class SessionService {
       await this.checkCapacity(record.id, record.org);
       let made: BackendSession;
       try {
-        made = await this.backend.create(
-          {
-            id: record.id,
-            image: record.image,
-            meta: metaOf(record),
-            runnerdEnv: runnerdEnvironment(
-              runnerdTokenSha256(this.config.runnerdSecret, record.id),
-              record.resources.memoryMb,
-              this.config.runnerdEnv,
-            ),
-            resources: record.resources,
-            workspace,
-          },
-          deadline.signal,
-        );
+        made = await this.backend.create(this.backendSpec(record), deadline.signal);
       } catch (error) {
         if (!(error instanceof BackendConflictError)) throw apiErrorOf(error, record.id, "create");
         // Another replica (or request) created it first: behave like a repeat of that create.
@@ -363,6 +454,10 @@ export class SessionService {
       });
     }
     if (state.phase === "terminating") throw new ApiError("SESSION_TERMINATING", `session ${id} is being deleted`);
+    if (state.phase === "stopped") {
+      throw new ApiError("SESSION_STOPPED", `session ${id} is stopped: POST /v1/sessions/${id}/resume first`);
+    }
+    if (state.phase === "stopping") throw notReady(id, "is stopping");
     if (state.phase === "starting") throw notReady(id);
     if (!known.endpoint) {
       throw new ApiError("RUNNERD_UNREACHABLE", `session ${id} runs but has no address its runnerd can be reached at`);
@@ -374,14 +469,21 @@ export class SessionService {
     return new RunnerdClient(endpoint, this.token(id));
   }
 
-  /** `answered`: runnerd has just answered this replica's create, so a create in flight is over. */
+  /** `answered`: runnerd has just answered this replica's create or resume, so that is over. */
   private stateOf(known: KnownSession, answered = false): SessionState {
-    if (!answered && this.creating.has(known.record.id) && known.state.phase !== "failed") return "starting";
-    return known.state.phase === "running" ? "ready" : known.state.phase;
+    const id = known.record.id;
+    const { phase } = known.state;
+    if (!answered && phase !== "failed") {
+      if (this.creating.has(id)) return "starting";
+      if (this.resuming.has(id)) return "resuming";
+    }
+    return phase === "running" ? "ready" : phase;
   }
 
   private view(known: KnownSession, status: RunnerdStatus | undefined, answered = false): Session {
     const { record, state } = known;
+    // A stopped session's lease is where its stop recorded it; a running one's is runnerd's.
+    const lease = state.phase === "stopped" ? state.lease : status?.lease;
     return {
       id: record.id,
       org: record.org,
@@ -390,9 +492,11 @@ export class SessionService {
       image: record.image,
       state: this.stateOf(known, answered),
       reason: state.phase === "failed" ? { ...state.reason, at: state.reason.at ?? known.failedSeenAt ?? null } : null,
+      stoppable: this.canStop(record),
+      stoppedAt: state.phase === "stopped" ? state.at : null,
       createdAt: record.createdAt,
-      expiresAt: status?.lease?.expiresAt ?? record.expiresAt,
-      idleTimeoutMs: status?.lease?.idleTimeoutMs ?? record.idleTimeoutMs,
+      expiresAt: lease?.expiresAt ?? record.expiresAt,
+      idleTimeoutMs: lease?.idleTimeoutMs ?? record.idleTimeoutMs,
       lastActivityAt: status?.lastActivityAt ?? null,
       labels: record.labels,
       resources: record.resources,
@@ -401,6 +505,6 @@ export class SessionService {
   }
 }
 
-function notReady(id: string): ApiError {
-  return new ApiError("SESSION_NOT_READY", `session ${id} is still starting`, { headers: { "Retry-After": "1" } });
+function notReady(id: string, what = "is still starting"): ApiError {
+  return new ApiError("SESSION_NOT_READY", `session ${id} ${what}`, { headers: { "Retry-After": "1" } });
 }

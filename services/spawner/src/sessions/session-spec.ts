@@ -2,7 +2,7 @@ import { createHmac } from "node:crypto";
 import { ApiError, type CreateSessionRequestSchema, isReservedEnvName } from "@sbx/protocol";
 import { customAlphabet } from "nanoid";
 import type { z } from "zod";
-import type { Config, Workspace } from "../config.js";
+import type { Config } from "../config.js";
 import type { SessionRecord } from "./session-record.js";
 
 export type ParsedCreateRequest = z.output<typeof CreateSessionRequestSchema>;
@@ -11,7 +11,6 @@ export type ParsedCreateRequest = z.output<typeof CreateSessionRequestSchema>;
 export interface ResolvedSpec {
   record: SessionRecord;
   env: Record<string, string>;
-  workspace: Workspace;
 }
 
 /**
@@ -84,9 +83,13 @@ export function resolveSpec(request: ParsedCreateRequest, config: Config, now: n
       resources,
       labels,
       specDigest,
+      workspace: {
+        persistent: profile.workspace.persistent,
+        sizeMb: profile.workspace.sizeMb,
+        storageClass: profile.workspace.storageClass,
+      },
     },
     env,
-    workspace: profile.workspace,
   };
 }
 

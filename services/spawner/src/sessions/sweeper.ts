@@ -7,6 +7,8 @@ import type { KnownSession, SessionRegistry } from "./session-registry.js";
 import type { SessionService } from "./session-service.js";
 
 export type ReapReason = "ttl" | "idle" | "lifetime" | "failed" | "abandoned";
+/** What the sweeper did: deleted the session for a reason, or stopped it for being idle. */
+export type SweepAction = { id: string; reason: ReapReason } | { id: string; reason: "idle"; stopped: true };
 
 /** A session still starting this long after its create deadline was left behind by a replica that died mid-create. */
 const ABANDONED_AFTER_DEADLINE_MS = 30_000;
@@ -15,8 +17,9 @@ const ABANDONED_AFTER_DEADLINE_MS = 30_000;
 const SWEEP_CONCURRENCY = 16;
 
 /**
- * Ends sessions past their TTL or absolute lifetime, idle ones (no API
- * activity and no live exec for their idle timeout), failed ones once their
+ * Ends sessions past their TTL or absolute lifetime (stopped ones too), stops
+ * or ends idle ones (no API activity and no live exec for their idle timeout,
+ * as their profile says), ends failed ones once their
  * reason has been readable for the configured retention, and ones left
  * starting by a replica that died mid-create. Several
  * replicas may sweep at once: deletes are idempotent.
@@ -32,10 +35,10 @@ export class Sweeper {
     private readonly metrics: Metrics,
   ) {}
 
-  async sweep(): Promise<Array<{ id: string; reason: ReapReason }>> {
+  async sweep(): Promise<SweepAction[]> {
     await this.registry.adopt();
     const now = this.clock.now();
-    const reaped: Array<{ id: string; reason: ReapReason }> = [];
+    const reaped: SweepAction[] = [];
     const limit = pLimit(SWEEP_CONCURRENCY);
     await Promise.all(
       this.registry.values().map((known) =>
@@ -44,6 +47,16 @@ export class Sweeper {
           if (this.sessions.isCreating(id)) return;
           const reason = await this.reapReason(known, now);
           if (!reason) return;
+          if (reason === "idle" && this.stopsWhenIdle(known)) {
+            try {
+              await this.sessions.stop(id);
+              reaped.push({ id, reason, stopped: true });
+              this.log.info({ sessionId: id, reason }, "session stopped by the sweeper");
+            } catch (error) {
+              this.log.warn({ sessionId: id, err: error }, "could not stop an idle session");
+            }
+            return;
+          }
           try {
             await this.backend.destroy(id);
             this.registry.forget(id);
@@ -60,13 +73,26 @@ export class Sweeper {
     return reaped;
   }
 
+  /** Idle sessions are stopped rather than deleted where their profile says so and they can be. */
+  private stopsWhenIdle(known: KnownSession): boolean {
+    const profile = this.config.profiles.get(known.record.profile);
+    return (
+      (profile?.idle ?? "stop") === "stop" && known.state.phase === "running" && this.sessions.canStop(known.record)
+    );
+  }
+
   private async reapReason(known: KnownSession, now: number): Promise<ReapReason | undefined> {
     const { record, state } = known;
     if (state.phase === "failed") {
       const failedAt = state.reason.at ?? known.failedSeenAt ?? now;
       return now - failedAt >= this.config.failedRetentionMs ? "failed" : undefined;
     }
-    if (state.phase === "terminating") return undefined;
+    if (state.phase === "terminating" || state.phase === "stopping") return undefined;
+    if (state.phase === "stopped") {
+      // Asleep: not idle, but its lifetime and TTL (as the stop recorded it) still end it.
+      if (now >= record.createdAt + this.config.lifetime.maxLifetimeMs) return "lifetime";
+      return now >= (state.lease?.expiresAt ?? record.expiresAt) ? "ttl" : undefined;
+    }
     if (now >= record.createdAt + this.config.lifetime.maxLifetimeMs) return "lifetime";
     if (state.phase === "starting") {
       const abandonedAt = record.createdAt + this.config.createTimeoutMs + ABANDONED_AFTER_DEADLINE_MS;

@@ -147,6 +147,51 @@ export const get: Command = {
   },
 };
 
+export const stop: Command = {
+  name: "stop",
+  summary: "Stop sessions, keeping workspace, env and exec records (they wake on the next call).",
+  usage: "sbx stop ID...",
+  examples: ["sbx stop demo", "sbx stop demo && sbx exec demo -- ls   # the exec resumes it"],
+  spec: {},
+  async run(context, _values, positionals) {
+    return eachSession(context, positionals, (id) => context.client.stopSession(id));
+  },
+};
+
+export const resume: Command = {
+  name: "resume",
+  summary: "Start stopped sessions again.",
+  usage: "sbx resume ID...",
+  examples: ["sbx resume demo"],
+  spec: {},
+  async run(context, _values, positionals) {
+    return eachSession(context, positionals, (id) => context.client.resumeSession(id));
+  },
+};
+
+/** Runs `op` on every session given; prints each as it goes (or all as JSON), failures to stderr. */
+async function eachSession(
+  context: { json: boolean },
+  ids: string[],
+  op: (id: string) => Promise<Session>,
+): Promise<number> {
+  if (ids.length === 0) throw new UsageError("missing session ID");
+  const done: Session[] = [];
+  let failed = 0;
+  for (const id of ids) {
+    try {
+      const session = await op(id);
+      done.push(session);
+      if (!context.json) process.stdout.write(`${id}  ${session.state}\n`);
+    } catch (error) {
+      failed++;
+      process.stderr.write(`sbx: ${id}: ${error instanceof Error ? error.message : String(error)}\n`);
+    }
+  }
+  if (context.json) process.stdout.write(`${JSON.stringify(done, null, 2)}\n`);
+  return failed === 0 ? 0 : 1;
+}
+
 export const remove: Command = {
   name: "rm",
   summary: "Delete sessions, with every process and the workspace.",

@@ -1,6 +1,6 @@
 import { setTimeout as delay } from "node:timers/promises";
 import type { Logger } from "@sbx/edge";
-import { ANNOTATIONS, type FailureReason, LABELS } from "@sbx/protocol";
+import { ANNOTATIONS, type FailureReason, LABELS, type Lease } from "@sbx/protocol";
 import Docker from "dockerode";
 import { z } from "zod";
 import type {
@@ -87,6 +87,11 @@ export class DockerBackend implements SessionBackend {
     return `sbx-${this.options.deployment}-${id}-workspace`;
   }
 
+  /** An empty volume that marks a session as stopped by the spawner, with the lease it had. */
+  stopMarkerName(id: string): string {
+    return `sbx-${this.options.deployment}-${id}-stopped`;
+  }
+
   async init(): Promise<void> {
     const existing = await this.call("list networks", () =>
       this.docker.listNetworks({ filters: { name: [this.options.network] } }),
@@ -157,16 +162,19 @@ export class DockerBackend implements SessionBackend {
   }
 
   async find(id: string): Promise<BackendSession | undefined> {
-    const found = await this.call("list containers", () =>
-      this.docker.listContainers({
-        all: true,
-        filters: { label: [...this.ownershipFilter(), `${LABELS.sessionId}=${id}`] },
-      }),
-    );
+    const [found, volumes] = await Promise.all([
+      this.call("list containers", () =>
+        this.docker.listContainers({
+          all: true,
+          filters: { label: [...this.ownershipFilter(), `${LABELS.sessionId}=${id}`] },
+        }),
+      ),
+      this.listVolumes([`${LABELS.sessionId}=${id}`]),
+    ]);
+    const { workspaces, stops } = sortVolumes(volumes);
     const info = found[0];
-    if (info) return this.fromListing(info);
-    const volumes = await this.listVolumes([`${LABELS.sessionId}=${id}`]);
-    const volume = volumes[0];
+    if (info) return this.fromListing(info, stops.get(id));
+    const volume = workspaces[0];
     return volume ? this.fromOrphanVolume(volume) : undefined;
   }
 
@@ -177,11 +185,14 @@ export class DockerBackend implements SessionBackend {
       ),
       this.listVolumes([]),
     ]);
-    const sessions = (await Promise.all(containers.map((info) => this.fromListing(info)))).filter(
-      (s): s is BackendSession => s !== undefined,
-    );
+    const { workspaces, stops } = sortVolumes(volumes);
+    const sessions = (
+      await Promise.all(
+        containers.map((info) => this.fromListing(info, stops.get(info.Labels[LABELS.sessionId] ?? ""))),
+      )
+    ).filter((s): s is BackendSession => s !== undefined);
     const withContainer = new Set(sessions.map((s) => s.id));
-    for (const volume of volumes) {
+    for (const volume of workspaces) {
       const id = volume.Labels?.[LABELS.sessionId];
       if (id !== undefined && !withContainer.has(id)) {
         const orphan = this.fromOrphanVolume(volume);
@@ -189,6 +200,47 @@ export class DockerBackend implements SessionBackend {
       }
     }
     return sessions;
+  }
+
+  async stop(id: string, lease: Lease): Promise<void> {
+    // The mark first: every replica then reads the container's ending as a stop, with this lease.
+    const marker = this.stopMarkerName(id);
+    await this.removeVolume(marker);
+    await this.call("record the stop", () =>
+      this.docker.createVolume({
+        Name: marker,
+        Labels: {
+          ...this.ownership(),
+          [LABELS.sessionId]: id,
+          [ANNOTATIONS.stoppedAt]: String(Date.now()),
+          [ANNOTATIONS.stoppedLease]: JSON.stringify(lease),
+        },
+      }),
+    );
+    try {
+      // SIGTERM: runnerd ends running execs (`interrupted`), keeps its state on the volume, exits 0.
+      await this.docker.getContainer(this.containerName(id)).stop({ t: this.options.stopTimeoutSeconds });
+    } catch (error) {
+      if (statusOf(error) === 304) return; // already stopped
+      await this.removeVolume(marker);
+      if (statusOf(error) === 404) throw new BackendNotFoundError(`the container of session ${id} is gone`);
+      throw unavailable("could not stop the session container", error);
+    }
+  }
+
+  async resume(spec: BackendSessionSpec, signal: AbortSignal): Promise<BackendSession> {
+    const container = this.docker.getContainer(this.containerName(spec.id));
+    this.exits.clear();
+    try {
+      await container.start();
+    } catch (error) {
+      // 304: it runs already (another replica resumed it first).
+      if (statusOf(error) === 404) throw new BackendNotFoundError(`the container of session ${spec.id} is gone`);
+      if (statusOf(error) !== 304) throw unavailable("could not start the session container", error);
+    }
+    const endpoint = await this.waitForEndpoint(spec.id, container, signal);
+    await this.removeVolume(this.stopMarkerName(spec.id));
+    return { id: spec.id, meta: spec.meta, state: { phase: "running" }, endpoint };
   }
 
   async destroy(id: string): Promise<boolean> {
@@ -201,6 +253,7 @@ export class DockerBackend implements SessionBackend {
       if (statusOf(error) !== 404 && statusOf(error) !== 409)
         throw unavailable("could not remove the container", error);
     }
+    await this.removeVolume(this.stopMarkerName(id));
     return (await this.removeVolume(this.volumeName(id))) || removed;
   }
 
@@ -230,6 +283,7 @@ export class DockerBackend implements SessionBackend {
               const event = parseEvent(line);
               if (event === undefined) continue;
               since = Math.max(since, event.timeNano / 1e9);
+              if (event.Type === "container") this.exits.delete(event.Actor.ID);
               const id = event.Actor.Attributes[LABELS.sessionId];
               if (id !== undefined) this.report(id, ENDING_ACTIONS.has(event.Action), listener);
               const container = event.Type === "network" ? event.Actor.Attributes.container : undefined;
@@ -415,7 +469,10 @@ export class DockerBackend implements SessionBackend {
     return port > 0 ? { host: "127.0.0.1", port } : undefined;
   }
 
-  private async fromListing(info: Docker.ContainerInfo): Promise<BackendSession | undefined> {
+  private async fromListing(
+    info: Docker.ContainerInfo,
+    stop: Record<string, string> | undefined,
+  ): Promise<BackendSession | undefined> {
     const id = info.Labels[LABELS.sessionId];
     if (id === undefined) return undefined;
     let endpoint: Endpoint | undefined;
@@ -430,8 +487,9 @@ export class DockerBackend implements SessionBackend {
     switch (info.State) {
       case "running":
       case "paused":
-        // Running without an address (its network was taken away) is unreachable, not starting.
-        state = { phase: "running" };
+        // Marked for a stop that is under way; or running (without an address if its network was
+        // taken away: unreachable, not starting).
+        state = stop ? { phase: "stopping" } : { phase: "running" };
         break;
       case "created":
       case "restarting":
@@ -441,9 +499,14 @@ export class DockerBackend implements SessionBackend {
         state = { phase: "terminating" };
         break;
       default: {
-        const reason = await this.exitOf(info.Id);
-        if (reason === undefined) return undefined; // removed while we looked
-        state = { phase: "failed", reason };
+        const exit = await this.exitOf(info.Id);
+        if (exit === undefined) return undefined; // removed while we looked
+        // runnerd exits 0 only when stopped (SIGTERM, by the spawner or by `docker stop`): its
+        // state is on the volume and the session can resume. Anything else is a death.
+        state =
+          exit.code === "exited" && exit.exitCode === 0
+            ? { phase: "stopped", at: stoppedAt(stop) ?? exit.at, lease: stoppedLease(stop) }
+            : { phase: "failed", reason: exit };
         endpoint = undefined;
       }
     }
@@ -462,13 +525,14 @@ export class DockerBackend implements SessionBackend {
       throw unavailable("could not inspect a stopped session container", error);
     }
     const reason = failureOf(info, "");
+    // Kept until the container's next event (a resume starts it again, and it ends anew).
     if (this.exits.size > 1000) this.exits.clear();
     this.exits.set(containerId, reason);
     return reason;
   }
 
   /** A workspace volume whose container is gone: a create in progress, or a removal behind our back. */
-  private fromOrphanVolume(volume: Docker.VolumeInspectInfo & { CreatedAt?: string }): BackendSession | undefined {
+  private fromOrphanVolume(volume: VolumeInfo): BackendSession | undefined {
     const id = volume.Labels?.[LABELS.sessionId];
     if (id === undefined) return undefined;
     const createdAt = volume.CreatedAt ? Date.parse(volume.CreatedAt) : Number.NaN;
@@ -486,7 +550,7 @@ export class DockerBackend implements SessionBackend {
     return { id, meta: split(volume.Labels ?? {}), state, endpoint: undefined };
   }
 
-  private async listVolumes(extraLabels: string[]): Promise<Array<Docker.VolumeInspectInfo & { CreatedAt?: string }>> {
+  private async listVolumes(extraLabels: string[]): Promise<VolumeInfo[]> {
     const result = await this.call("list volumes", () =>
       this.docker.listVolumes({ filters: { label: [...this.ownershipFilter(), ...extraLabels] } }),
     );
@@ -521,6 +585,43 @@ export class DockerBackend implements SessionBackend {
     } catch (error) {
       throw unavailable(`could not ${what}`, error);
     }
+  }
+}
+
+type VolumeInfo = Docker.VolumeInspectInfo & { CreatedAt?: string };
+
+/** Workspace volumes, and stop markers by session id (their labels). */
+function sortVolumes(volumes: VolumeInfo[]): { workspaces: VolumeInfo[]; stops: Map<string, Record<string, string>> } {
+  const workspaces: VolumeInfo[] = [];
+  const stops = new Map<string, Record<string, string>>();
+  for (const volume of volumes) {
+    const labels = volume.Labels ?? {};
+    const id = labels[LABELS.sessionId];
+    if (labels[ANNOTATIONS.stoppedAt] !== undefined) {
+      if (id !== undefined) stops.set(id, labels);
+    } else {
+      workspaces.push(volume);
+    }
+  }
+  return { workspaces, stops };
+}
+
+function stoppedAt(labels: Record<string, string> | undefined): number | null {
+  const at = Number(labels?.[ANNOTATIONS.stoppedAt]);
+  return Number.isFinite(at) && at > 0 ? at : null;
+}
+
+const StoppedLeaseSchema = z.object({ expiresAt: z.int(), idleTimeoutMs: z.int() });
+
+function stoppedLease(labels: Record<string, string> | undefined): Lease | undefined {
+  const text = labels?.[ANNOTATIONS.stoppedLease];
+  if (text === undefined) return undefined;
+  try {
+    const parsed = StoppedLeaseSchema.safeParse(JSON.parse(text));
+    return parsed.success ? parsed.data : undefined;
+  } catch (error) {
+    if (error instanceof SyntaxError) return undefined;
+    throw error;
   }
 }
 
@@ -575,7 +676,7 @@ const DockerEventSchema = z.object({
   Type: z.string(),
   Action: z.string(),
   timeNano: z.number(),
-  Actor: z.object({ Attributes: z.record(z.string(), z.string()) }),
+  Actor: z.object({ ID: z.string(), Attributes: z.record(z.string(), z.string()) }),
 });
 
 function parseEvent(line: string): z.infer<typeof DockerEventSchema> | undefined {

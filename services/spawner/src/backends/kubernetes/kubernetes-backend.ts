@@ -10,7 +10,8 @@ import {
   Watch,
 } from "@kubernetes/client-node";
 import type { Logger } from "@sbx/edge";
-import { ANNOTATIONS, LABELS } from "@sbx/protocol";
+import { ANNOTATIONS, LABELS, type Lease } from "@sbx/protocol";
+import { z } from "zod";
 import type {
   BackendSession,
   BackendSessionSpec,
@@ -24,6 +25,7 @@ import {
   BackendNotFoundError,
   BackendUnavailableError,
   ImageUnavailableError,
+  NotStoppableError,
   StartFailedError,
   StartTimeoutError,
 } from "../backend-errors.js";
@@ -131,23 +133,28 @@ export class KubernetesBackend implements SessionBackend {
     } catch (error) {
       if (codeOf(error) !== 404) throw unavailable("could not read the session Pod", error);
     }
-    if (pod && this.isOurs(pod.metadata?.labels)) return this.fromPod(pod);
-    let claim: V1PersistentVolumeClaim | undefined;
+    const claim = await this.readClaim(id);
+    if (pod && this.isOurs(pod.metadata?.labels)) return this.fromPod(pod, claim);
+    return claim && this.isOurs(claim.metadata?.labels) ? this.fromOrphanClaim(claim) : undefined;
+  }
+
+  private async readClaim(id: string): Promise<V1PersistentVolumeClaim | undefined> {
     try {
-      claim = await this.core.readNamespacedPersistentVolumeClaim({
+      return await this.core.readNamespacedPersistentVolumeClaim({
         name: this.claimName(id),
         namespace: this.options.namespace,
       });
     } catch (error) {
       if (codeOf(error) !== 404) throw unavailable("could not read the session's workspace claim", error);
+      return undefined;
     }
-    return claim && this.isOurs(claim.metadata?.labels) ? this.fromOrphanClaim(claim) : undefined;
   }
 
   async list(): Promise<BackendSession[]> {
     const { pods, claims } = await this.listObjects();
+    const claimOf = new Map(claims.map((c) => [c.metadata?.labels?.[LABELS.sessionId] ?? "", c]));
     const sessions = pods.flatMap((pod) => {
-      const session = this.fromPod(pod);
+      const session = this.fromPod(pod, claimOf.get(pod.metadata?.labels?.[LABELS.sessionId] ?? ""));
       return session ? [session] : [];
     });
     const withPod = new Set(sessions.map((s) => s.id));
@@ -160,20 +167,76 @@ export class KubernetesBackend implements SessionBackend {
     return sessions;
   }
 
+  async stop(id: string, lease: Lease): Promise<void> {
+    const claim = await this.readClaim(id);
+    if (!claim)
+      throw new NotStoppableError(`session ${id} has no workspace claim: its workspace would not outlive its Pod`);
+    // The mark on the claim first: every replica then reads the Pod's going as a stop.
+    await this.call("record the stop on the workspace claim", () =>
+      this.core.patchNamespacedPersistentVolumeClaim(
+        {
+          name: this.claimName(id),
+          namespace: this.options.namespace,
+          body: {
+            metadata: {
+              annotations: {
+                [ANNOTATIONS.stoppedAt]: String(Date.now()),
+                [ANNOTATIONS.stoppedLease]: JSON.stringify(lease),
+              },
+            },
+          },
+        },
+        setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
+      ),
+    );
+    await this.deletePod(id);
+    // runnerd keeps its state on the claim as it ends; the Pod's name is free again once it is gone.
+    await this.untilGone(id, (this.options.terminationGracePeriodSeconds + 30) * 1000);
+  }
+
+  async resume(spec: BackendSessionSpec, signal: AbortSignal): Promise<BackendSession> {
+    let created: V1Pod | undefined;
+    while (!created) {
+      if (signal.aborted) throw new StartTimeoutError("the session's Pod did not run in time");
+      try {
+        created = await this.core.createNamespacedPod({ namespace: this.options.namespace, body: this.podOf(spec) });
+      } catch (error) {
+        if (codeOf(error) !== 409) throw unavailable("could not create the session Pod", error);
+        const existing = await this.find(spec.id);
+        // Another replica resumed it first: follow that Pod.
+        if (existing?.state.phase === "running" || existing?.state.phase === "starting") {
+          return this.waitRunning(spec.id, undefined, signal);
+        }
+        // The stopped Pod is still going away: its name frees up in a moment.
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    }
+    let running: BackendSession;
+    try {
+      running = await this.waitRunning(spec.id, created.metadata?.resourceVersion, signal);
+    } catch (error) {
+      // The workspace stays, still marked stopped: only the failed Pod goes.
+      await this.deletePod(spec.id).catch((cleanup: unknown) => {
+        this.log.error({ sessionId: spec.id, err: cleanup }, "could not remove a failed resume's Pod");
+      });
+      throw error;
+    }
+    await this.call("clear the stop from the workspace claim", () =>
+      this.core.patchNamespacedPersistentVolumeClaim(
+        {
+          name: this.claimName(spec.id),
+          namespace: this.options.namespace,
+          body: { metadata: { annotations: { [ANNOTATIONS.stoppedAt]: null, [ANNOTATIONS.stoppedLease]: null } } },
+        },
+        setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
+      ),
+    );
+    return running;
+  }
+
   async destroy(id: string): Promise<boolean> {
     const namespace = this.options.namespace;
-    let existed = false;
-    try {
-      // Marked first, so every replica's change feed can tell our delete from someone else's.
-      await this.core.patchNamespacedPod(
-        { name: this.podName(id), namespace, body: { metadata: { annotations: { [DELETING_ANNOTATION]: "true" } } } },
-        setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
-      );
-      await this.core.deleteNamespacedPod({ name: this.podName(id), namespace });
-      existed = true;
-    } catch (error) {
-      if (codeOf(error) !== 404) throw unavailable("could not delete the session Pod", error);
-    }
+    let existed = await this.deletePod(id);
     try {
       await this.core.deleteNamespacedPersistentVolumeClaim({ name: this.claimName(id), namespace });
       existed = true;
@@ -193,7 +256,16 @@ export class KubernetesBackend implements SessionBackend {
     );
     const report = (pod: V1Pod) => {
       const id = pod.metadata?.labels?.[LABELS.sessionId];
-      if (id !== undefined) listener(id, this.fromPod(pod));
+      if (id === undefined) return;
+      // A Pod going away may be a stop, which only its claim tells.
+      if (pod.metadata?.deletionTimestamp && pod.metadata.annotations?.[DELETING_ANNOTATION] !== undefined) {
+        this.find(id).then(
+          (session) => listener(id, session),
+          (error: unknown) => this.log.warn({ sessionId: id, err: error }, "could not look up a going Pod's session"),
+        );
+      } else {
+        listener(id, this.fromPod(pod));
+      }
     };
     informer.on("add", report);
     informer.on("update", report);
@@ -201,7 +273,11 @@ export class KubernetesBackend implements SessionBackend {
       const id = pod.metadata?.labels?.[LABELS.sessionId];
       if (id === undefined) return;
       if (pod.metadata?.annotations?.[DELETING_ANNOTATION] !== undefined) {
-        listener(id, undefined);
+        // Ours: deleted, or stopped (then the claim says so).
+        this.find(id).then(
+          (session) => listener(id, session),
+          (error: unknown) => this.log.warn({ sessionId: id, err: error }, "could not look up a deleted Pod's session"),
+        );
         return;
       }
       // Deleted by someone else: say so, rather than let the session just vanish.
@@ -240,6 +316,37 @@ export class KubernetesBackend implements SessionBackend {
   }
 
   // ---- internals -------------------------------------------------------
+
+  /** Deletes the session's Pod, marked first so every replica can tell our delete from someone else's. */
+  private async deletePod(id: string): Promise<boolean> {
+    const namespace = this.options.namespace;
+    try {
+      await this.core.patchNamespacedPod(
+        { name: this.podName(id), namespace, body: { metadata: { annotations: { [DELETING_ANNOTATION]: "true" } } } },
+        setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
+      );
+      await this.core.deleteNamespacedPod({ name: this.podName(id), namespace });
+      return true;
+    } catch (error) {
+      if (codeOf(error) !== 404) throw unavailable("could not delete the session Pod", error);
+      return false;
+    }
+  }
+
+  /** Waits until the session's Pod is gone (or `ms` passed). */
+  private async untilGone(id: string, ms: number): Promise<void> {
+    const deadline = Date.now() + ms;
+    while (Date.now() < deadline) {
+      try {
+        await this.core.readNamespacedPod({ name: this.podName(id), namespace: this.options.namespace });
+      } catch (error) {
+        if (codeOf(error) === 404) return;
+        throw unavailable("could not read the session Pod", error);
+      }
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    this.log.warn({ sessionId: id }, "the stopped session's Pod is still going away");
+  }
 
   /** This deployment's Pods and workspace claims. */
   private async listObjects(): Promise<{ pods: V1Pod[]; claims: V1PersistentVolumeClaim[] }> {
@@ -426,23 +533,32 @@ export class KubernetesBackend implements SessionBackend {
     });
   }
 
-  private fromPod(pod: V1Pod): BackendSession | undefined {
+  private fromPod(pod: V1Pod, claim?: V1PersistentVolumeClaim): BackendSession | undefined {
     const labels = pod.metadata?.labels ?? {};
     const id = labels[LABELS.sessionId];
     if (id === undefined) return undefined;
-    const { state, endpoint } = podState(pod);
+    const read = podState(pod);
+    const stopping = read.state.phase === "terminating" && claim?.metadata?.annotations?.[ANNOTATIONS.stoppedAt];
+    const { state, endpoint } = stopping ? { state: { phase: "stopping" as const }, endpoint: undefined } : read;
     return { id, meta: metaOf(labels, pod.metadata?.annotations ?? {}), state, endpoint };
   }
 
-  /** A workspace claim whose Pod is gone: removed behind our back (our creates make the Pod first). */
+  /**
+   * A workspace claim whose Pod is gone: a stopped session (the claim carries the stop), or a Pod
+   * removed behind our back (our creates make the Pod first).
+   */
   private fromOrphanClaim(claim: V1PersistentVolumeClaim): BackendSession | undefined {
     const labels = claim.metadata?.labels ?? {};
     const id = labels[LABELS.sessionId];
     if (id === undefined || claim.metadata?.deletionTimestamp) return undefined;
+    const annotations = claim.metadata?.annotations ?? {};
+    const at = Number(annotations[ANNOTATIONS.stoppedAt]);
     return {
       id,
-      meta: metaOf(labels, claim.metadata?.annotations ?? {}),
-      state: { phase: "failed", reason: removedReason(null) },
+      meta: metaOf(labels, annotations),
+      state: Number.isFinite(at)
+        ? { phase: "stopped", at, lease: leaseOf(annotations[ANNOTATIONS.stoppedLease]) }
+        : { phase: "failed", reason: removedReason(null) },
       endpoint: undefined,
     };
   }
@@ -511,4 +627,17 @@ function unavailable(what: string, error: unknown): BackendUnavailableError {
   const code = codeOf(error);
   const reason = code === 403 ? `forbidden (check the spawner's RBAC Role): ${messageOf(error)}` : messageOf(error);
   return new BackendUnavailableError(`${what}: ${reason}`, { cause: error });
+}
+
+const LeaseAnnotationSchema = z.object({ expiresAt: z.int(), idleTimeoutMs: z.int() });
+
+function leaseOf(text: string | undefined): Lease | undefined {
+  if (text === undefined) return undefined;
+  try {
+    const parsed = LeaseAnnotationSchema.safeParse(JSON.parse(text));
+    return parsed.success ? parsed.data : undefined;
+  } catch (error) {
+    if (error instanceof SyntaxError) return undefined;
+    throw error;
+  }
 }

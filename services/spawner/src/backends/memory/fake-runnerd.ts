@@ -70,9 +70,10 @@ export class FakeRunnerd {
     this.server.close();
   }
 
-  /** Closes every connection and the server, as a process that exited. */
+  /** Closes every connection and the server, as a process that exited; `listen` starts it again, state kept. */
   async stop(): Promise<void> {
     for (const socket of this.sockets) socket.destroy();
+    if (!this.server.listening) return;
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
 
@@ -101,6 +102,10 @@ export class FakeRunnerd {
     if (route === "PUT /v1/lease") {
       this.lease = LeaseSchema.parse(JSON.parse(body));
       return json(res, 200, { lease: this.lease });
+    }
+    if (route === "GET /v1/env") return json(res, 200, { names: this.envNames() });
+    if (route === "GET /v1/execs") {
+      return json(res, 200, { execs: [...this.liveExecs].map((execId) => ({ execId, state: "running" })) });
     }
     if (route === "PATCH /v1/env") {
       const patch: { set?: Record<string, string>; unset?: string[] } = JSON.parse(body);

@@ -1,5 +1,5 @@
 import { setTimeout as delay } from "node:timers/promises";
-import type { FailureReason } from "@sbx/protocol";
+import type { FailureReason, Lease } from "@sbx/protocol";
 import type {
   BackendSession,
   BackendSessionSpec,
@@ -10,6 +10,7 @@ import type {
 } from "../backend.js";
 import {
   BackendConflictError,
+  BackendNotFoundError,
   BackendUnavailableError,
   ImageUnavailableError,
   StartFailedError,
@@ -118,6 +119,30 @@ export class MemoryBackend implements SessionBackend {
   async list(): Promise<BackendSession[]> {
     this.check();
     return [...this.entries.values()].map((e) => e.session);
+  }
+
+  async stop(id: string, lease: Lease): Promise<void> {
+    this.check();
+    const entry = this.entries.get(id);
+    if (!entry) throw new BackendNotFoundError(`no session ${id}`);
+    if (entry.session.state.phase === "stopped") return;
+    entry.session = { ...entry.session, state: { phase: "stopping" }, endpoint: undefined };
+    this.emit(id);
+    await entry.runnerd?.stop();
+    entry.session = { ...entry.session, state: { phase: "stopped", at: Date.now(), lease } };
+    this.emit(id);
+  }
+
+  async resume(spec: BackendSessionSpec, signal: AbortSignal): Promise<BackendSession> {
+    this.check();
+    const entry = this.entries.get(spec.id);
+    if (!entry?.runnerd) throw new BackendNotFoundError(`no session ${spec.id}`);
+    if (entry.session.state.phase === "running") return entry.session;
+    if (this.options.startDelayMs) await delay(this.options.startDelayMs, undefined, { signal });
+    const port = await entry.runnerd.listen();
+    entry.session = { ...entry.session, state: { phase: "running" }, endpoint: { host: "127.0.0.1", port } };
+    this.emit(spec.id);
+    return entry.session;
   }
 
   async destroy(id: string): Promise<boolean> {

@@ -1,0 +1,35 @@
+import {
+  kubeLeftovers,
+  kubernetesUnavailable,
+  removeKubeDeployment,
+  STORAGE_CLASS,
+  startKubeSpawner,
+} from "../support/kubernetes.js";
+import { runStopResumeSuite } from "../support/stop-resume-suite.js";
+
+const skip = await kubernetesUnavailable();
+if (skip) console.warn(`SKIPPING stop and resume on Kubernetes: ${skip}`);
+
+runStopResumeSuite({
+  backend: "kubernetes",
+  skip,
+  start: (env) =>
+    startKubeSpawner({
+      env: {
+        ...env,
+        SPAWNER_PROFILES: JSON.stringify({
+          durable: {
+            images: ["sbx-runtime:latest"],
+            workspace: { persistent: true, sizeMb: 256, storageClass: STORAGE_CLASS },
+          },
+        }),
+      },
+    }),
+  // A stopped session keeps its workspace on a PersistentVolumeClaim; the Pod goes.
+  stoppable: { profile: "durable" },
+  async leftovers(deployment) {
+    const left = await kubeLeftovers(deployment);
+    return [...left.pods, ...left.pvcs];
+  },
+  cleanup: removeKubeDeployment,
+});

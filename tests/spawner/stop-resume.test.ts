@@ -1,0 +1,19 @@
+import { dockerUnavailable, leftovers, removeDeployment } from "../support/docker.js";
+import { startSpawner } from "../support/spawner.js";
+import { runStopResumeSuite } from "../support/stop-resume-suite.js";
+
+const skip = await dockerUnavailable();
+if (skip) console.warn(`SKIPPING stop and resume on Docker: ${skip}`);
+
+runStopResumeSuite({
+  backend: "docker",
+  skip,
+  start: (env) => startSpawner({ env }),
+  // On Docker every workspace is a volume that outlives its container.
+  stoppable: {},
+  async leftovers(deployment) {
+    const left = await leftovers(deployment);
+    return [...left.containers, ...left.volumes];
+  },
+  cleanup: removeDeployment,
+});
