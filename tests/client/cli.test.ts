@@ -108,6 +108,15 @@ describe.skipIf(skip !== undefined)("the sbx command line against a real spawner
     expect(session.expiresAt - Date.now()).toBeGreaterThan(2.9 * 3_600_000);
   });
 
+  it("stops and resumes a session", async () => {
+    const stopped = await sbx(["stop", id]);
+    expect([stopped.code, stopped.stdout.toString()]).toEqual([0, `${id}  stopped\n`]);
+    expect((await sbx(["get", id])).stdout.toString()).toMatch(/state:\s+stopped/);
+    const resumed = await sbx(["resume", id]);
+    expect([resumed.code, resumed.stdout.toString()]).toEqual([0, `${id}  ready\n`]);
+    expect((await sbx(["stop"])).code).toBe(2);
+  });
+
   it("keeps stdout and stderr apart and exits with the remote exit code", async () => {
     const run = await sbx(["exec", id, "--", "sh", "-c", 'echo "out $GREETING"; echo err >&2; exit 7']);
     expect(run.code).toBe(7);

@@ -43,6 +43,15 @@ describe.skipIf(skip !== undefined)("the TypeScript SDK against a real spawner",
     expect((await client.session(id).update({ idleTimeoutMs: 600_000 })).idleTimeoutMs).toBe(600_000);
   });
 
+  it("stops and resumes a session, and a call to a stopped one resumes it", async () => {
+    expect(await client.stopSession(id)).toMatchObject({ state: "stopped", stoppable: true });
+    expect((await client.resumeSession(id)).state).toBe("ready");
+    await client.session(id).stop();
+    const result = await client.session(id).run({ shell: 'echo "$GREETING"' });
+    expect(result.stdout).toBe("hi\n");
+    expect((await client.getSession(id)).state).toBe("ready");
+  });
+
   it("runs commands: run(), iterating a handle, attach(), and the exec list", async () => {
     const session = client.session(id);
     const result = await session.run({ shell: 'echo "$GREETING"; echo oops >&2; exit 4' });
