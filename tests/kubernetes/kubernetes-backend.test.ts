@@ -18,6 +18,7 @@ import {
   loadImages,
   removeKubeDeployment,
   SESSIONS_NAMESPACE,
+  STORAGE_CLASS,
   spawnerKubeconfig,
 } from "../support/kubernetes.js";
 
@@ -56,6 +57,8 @@ if (skip) {
     return {
       backend,
       images: { runs: RUNTIME_IMAGE, missing: MISSING_IMAGE, quits, silent, oom },
+      realRunnerd: true,
+      stoppableWorkspace: { persistent: true, sizeMb: 256, storageClass: STORAGE_CLASS },
       createTimeoutMs: 60_000,
       kill: killRunnerd,
       oomKill: cueOutOfMemory,

@@ -27,6 +27,10 @@ export interface ConformanceHarness {
   };
   /** The workspace sessions get (default: an ephemeral 1 GiB). */
   workspace?: WorkspaceSpec;
+  /** A workspace that outlives its container or Pod, for the stop and resume test (default: `workspace`). */
+  stoppableWorkspace?: WorkspaceSpec;
+  /** Whether sessions run the real runnerd (files survive a stop), or a stand-in. */
+  realRunnerd: boolean;
   /** How long to give a create before the test calls it stuck. */
   createTimeoutMs: number;
   /** Kills the session's container or Pod as a crash would (SIGKILL). */
@@ -80,10 +84,14 @@ export function runBackendConformance(name: string, setup: () => Promise<Conform
 
     const newId = (prefix: string) => `${prefix}-${randomBytes(3).toString("hex")}`;
 
-    function specOf(id: string, image: string, labelCount = 3): { spec: BackendSessionSpec; token: string } {
+    function specOf(
+      id: string,
+      image: string,
+      labelCount = 3,
+      workspace: WorkspaceSpec = h.workspace ?? { persistent: false, sizeMb: 1024 },
+    ): { spec: BackendSessionSpec; token: string } {
       const labels: Record<string, string> = {};
       for (let i = 0; i < labelCount; i++) labels[`label-${i}.${"x".repeat(50)}`] = `value-${i}${"v".repeat(55)}`;
-      const workspace = h.workspace ?? { persistent: false, sizeMb: 1024 };
       const { record } = resolveSpec(
         { id, org: `org-${"o".repeat(59)}`, owner: `${"o".repeat(100)}@example.com`, labels, image },
         { ...config, profiles: new Map([["default", { images: [image], workspace, idle: "stop" as const }]]) },
@@ -128,6 +136,22 @@ export function runBackendConformance(name: string, setup: () => Promise<Conform
           await delay(50);
         }
       }
+    }
+
+    async function putFile(s: RunningSession, file: string, text: string): Promise<void> {
+      const response = await fetch(`http://${s.endpoint.host}:${s.endpoint.port}/v1/files/content?path=${file}`, {
+        method: "PUT",
+        headers: { authorization: `Bearer ${s.token}` },
+        body: text,
+      });
+      expect(response.status).toBe(200);
+    }
+
+    async function getFile(s: RunningSession, file: string): Promise<string> {
+      const response = await fetch(`http://${s.endpoint.host}:${s.endpoint.port}/v1/files/content?path=${file}`, {
+        headers: { authorization: `Bearer ${s.token}` },
+      });
+      return response.text();
     }
 
     /**
@@ -365,6 +389,35 @@ export function runBackendConformance(name: string, setup: () => Promise<Conform
         if (found) expect(found.state).toMatchObject({ phase: "failed", reason: { code: "removed" } });
         await h.backend.destroy(s.id);
         await nothingLeftOf(s.id);
+      },
+      TEST_TIMEOUT_MS,
+    );
+
+    it(
+      "stops a session keeping its workspace and the lease it is given, and resumes it",
+      async () => {
+        const id = newId("nap");
+        const { spec, token } = specOf(id, h.images.runs, 3, h.stoppableWorkspace ?? h.workspace);
+        const made = await h.backend.create(spec, AbortSignal.timeout(h.createTimeoutMs));
+        if (!made.endpoint) throw new Error("no endpoint");
+        const s = { id, endpoint: made.endpoint, token };
+        await runnerdAnswers(s);
+        if (h.realRunnerd) await putFile(s, "kept.txt", "before the stop");
+        const lease = { expiresAt: Date.now() + 3_600_000, idleTimeoutMs: 60_000 };
+        await h.backend.stop(id, lease);
+        const stopped = await h.backend.find(id);
+        expect(stopped?.state).toMatchObject({ phase: "stopped", lease });
+        expect(stopped?.endpoint).toBeUndefined();
+        expect((await h.backend.list()).find((x) => x.id === id)?.state.phase).toBe("stopped");
+        const resumed = await h.backend.resume(spec, AbortSignal.timeout(h.createTimeoutMs));
+        expect(resumed.state).toEqual({ phase: "running" });
+        if (!resumed.endpoint) throw new Error("no endpoint after resume");
+        const again = { id, endpoint: resumed.endpoint, token };
+        await runnerdAnswers(again);
+        if (h.realRunnerd) expect(await getFile(again, "kept.txt")).toBe("before the stop");
+        expect((await h.backend.find(id))?.state.phase).toBe("running");
+        expect(await h.backend.destroy(id)).toBe(true);
+        await nothingLeftOf(id);
       },
       TEST_TIMEOUT_MS,
     );
