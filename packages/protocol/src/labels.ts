@@ -18,6 +18,8 @@ export const LABELS = {
   deployment: "sbx.dev/deployment",
   sessionId: "sbx.dev/session-id",
   org: "sbx.dev/org",
+  /** On a warm pool member (not yet a session): the profile it is kept for. */
+  pool: "sbx.dev/pool",
 } as const;
 
 export const ANNOTATIONS = {
@@ -34,6 +36,8 @@ export const ANNOTATIONS = {
   specDigest: "sbx.dev/spec-digest",
   /** The workspace as created: `persistent` or `ephemeral`, its size in MiB, its storage class. */
   workspace: "sbx.dev/workspace",
+  /** A session that started as a warm pool member: the member's id (its runnerd's token derives from it). */
+  poolMember: "sbx.dev/pool-member",
   /** On the object that outlives a stopped session: when it stopped, and its lease then (JSON). */
   stoppedAt: "sbx.dev/stopped-at",
   stoppedLease: "sbx.dev/stopped-lease",

@@ -15,12 +15,14 @@ import { apiErrorOf } from "./sessions/backend-error-map.js";
 import { SessionRegistry } from "./sessions/session-registry.js";
 import { SessionService } from "./sessions/session-service.js";
 import { Sweeper } from "./sessions/sweeper.js";
+import { WarmPool } from "./sessions/warm-pool.js";
 
 export interface Spawner {
   app: OpenAPIHono<SpawnerEnv>;
   sessions: SessionService;
   registry: SessionRegistry;
   sweeper: Sweeper;
+  pool: WarmPool;
   proxy: RunnerdProxy;
   metrics: Metrics;
 }
@@ -39,7 +41,8 @@ export function createSpawner(deps: SpawnerDeps): Spawner {
   const registry = new SessionRegistry(backend, clock, log, config.failedRetentionMs);
   let sessions: SessionService | undefined;
   const metrics = new Metrics(() => sessions?.countsByState() ?? {});
-  sessions = new SessionService(config, backend, registry, clock, log, metrics);
+  const pool = new WarmPool(config, backend, clock, log, metrics);
+  sessions = new SessionService(config, backend, registry, clock, log, metrics, pool);
   const sweeper = new Sweeper(config, backend, registry, sessions, clock, log, metrics);
   const proxy = new RunnerdProxy(config.runnerdConnectTimeoutMs);
   // A session that died or went away ends its live streams at once, instead of leaving them
@@ -91,5 +94,5 @@ export function createSpawner(deps: SpawnerDeps): Spawner {
     security: [{ hmac: [] }],
   });
   app.get("/openapi.json", (c) => c.json(document));
-  return { app, sessions, registry, sweeper, proxy, metrics };
+  return { app, sessions, registry, sweeper, pool, proxy, metrics };
 }

@@ -69,6 +69,8 @@ const ProfileSchema = z.strictObject({
   workspace: WorkspaceSchema.optional(),
   /** What idleness does: stop (keep the workspace; the default where it can) or delete. */
   idle: IdleActionSchema.optional(),
+  /** A warm pool: `size` members kept running, at most `max` of them being started at once. */
+  pool: z.strictObject({ size: z.int().min(0).max(1000), max: z.int().min(1).max(1000).optional() }).optional(),
 });
 
 const ProfilesSchema = z
@@ -129,6 +131,12 @@ const ConfigEnvSchema = z.object({
   SPAWNER_WORKSPACE_PERSISTENT: flag.default(false),
   SPAWNER_WORKSPACE_SIZE_MB: int(64).default(10 * 1024),
   SPAWNER_WORKSPACE_STORAGE_CLASS: z.string().min(1).optional(),
+  /** The default profile's warm pool: members kept running, ready to be claimed by a create. */
+  SPAWNER_POOL_SIZE: int(0, 1000).default(0),
+  /** How many pool members may be starting at once (default: the pool size). */
+  SPAWNER_POOL_MAX_STARTING: int(1, 1000).optional(),
+  /** How often each replica checks that every pool is full. */
+  SPAWNER_POOL_INTERVAL_MS: int(100).default(2000),
   /** What idleness does to a session of the default profile: stop it (if it can be) or delete it. */
   SPAWNER_IDLE_ACTION: IdleActionSchema.default("stop"),
   /** A call to a stopped session resumes it (1) or is refused with 409 SESSION_STOPPED (0). */
@@ -212,14 +220,24 @@ const ConfigSchema = ConfigEnvSchema.transform((e, ctx) => {
     sizeMb: e.SPAWNER_WORKSPACE_SIZE_MB,
     ...(e.SPAWNER_WORKSPACE_STORAGE_CLASS ? { storageClass: e.SPAWNER_WORKSPACE_STORAGE_CLASS } : {}),
   };
+  const pool = (size: number, max: number | undefined) => ({ size, maxStarting: Math.max(1, max ?? size) });
   const profiles = new Map<string, Profile>([
-    ["default", { images: e.SPAWNER_IMAGES, workspace: defaultWorkspace, idle: e.SPAWNER_IDLE_ACTION }],
+    [
+      "default",
+      {
+        images: e.SPAWNER_IMAGES,
+        workspace: defaultWorkspace,
+        idle: e.SPAWNER_IDLE_ACTION,
+        pool: pool(e.SPAWNER_POOL_SIZE, e.SPAWNER_POOL_MAX_STARTING),
+      },
+    ],
   ]);
   for (const [name, profile] of Object.entries(e.SPAWNER_PROFILES ?? {})) {
     profiles.set(name, {
       images: profile.images,
       workspace: profile.workspace ?? defaultWorkspace,
       idle: profile.idle ?? e.SPAWNER_IDLE_ACTION,
+      pool: pool(profile.pool?.size ?? 0, profile.pool?.max),
     });
   }
   return {
@@ -265,6 +283,7 @@ const ConfigSchema = ConfigEnvSchema.transform((e, ctx) => {
     capacity: { global: e.SPAWNER_MAX_SESSIONS, perOrg: e.SPAWNER_MAX_SESSIONS_PER_ORG },
     createTimeoutMs: e.SPAWNER_CREATE_TIMEOUT_MS,
     autoResume: e.SPAWNER_AUTO_RESUME,
+    poolIntervalMs: e.SPAWNER_POOL_INTERVAL_MS,
     failedRetentionMs: e.SPAWNER_FAILED_RETENTION_MS,
     runnerdConnectTimeoutMs: e.SPAWNER_RUNNERD_CONNECT_TIMEOUT_MS,
     sweepIntervalMs: e.SPAWNER_SWEEP_INTERVAL_MS,
@@ -281,6 +300,8 @@ export interface Profile {
   images: string[];
   workspace: Workspace;
   idle: "stop" | "delete";
+  /** Warm members kept running for creates of this profile's default image and resources. */
+  pool: { size: number; maxStarting: number };
 }
 
 /**

@@ -68,6 +68,7 @@ async function main(): Promise<void> {
   };
   const stopSweeps = every(config.sweepIntervalMs, "sweep", () => spawner.sweeper.sweep());
   const stopAdoption = every(config.adoptIntervalMs, "adoption", () => spawner.registry.adopt());
+  const stopPools = every(config.poolIntervalMs, "warm pool", () => spawner.pool.fill());
 
   const server = createServer(
     // Event streams and uploads may run for hours; only idle sockets are closed.
@@ -91,6 +92,7 @@ async function main(): Promise<void> {
     log.info({ signal }, "shutting down (sessions keep running)");
     stopSweeps();
     stopAdoption();
+    stopPools();
     stopFollowing();
     server.close();
     server.closeAllConnections();

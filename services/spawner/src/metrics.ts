@@ -37,6 +37,24 @@ export class Metrics {
     buckets: [0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 30],
     registers: [this.registry],
   });
+  readonly poolClaims = new Counter({
+    name: "sbx_pool_claims_total",
+    help: "Creates served by claiming a warm pool member, by profile.",
+    labelNames: ["profile"] as const,
+    registers: [this.registry],
+  });
+  readonly poolStarts = new Counter({
+    name: "sbx_pool_starts_total",
+    help: "Warm pool members started by this replica, by profile and outcome (ready, failed).",
+    labelNames: ["profile", "outcome"] as const,
+    registers: [this.registry],
+  });
+  readonly poolMembers = new Gauge({
+    name: "sbx_pool_members",
+    help: "Running warm pool members, by profile, as this replica last saw them.",
+    labelNames: ["profile"] as const,
+    registers: [this.registry],
+  });
   readonly sweeps = new Counter({
     name: "sbx_sweeps_total",
     help: "Sweeper runs.",

@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { setTimeout as delay } from "node:timers/promises";
-import { type FailureCode, RunnerdStatusSchema, sha256Hex } from "@sbx/protocol";
+import { ANNOTATIONS, type FailureCode, LABELS, RunnerdStatusSchema, sha256Hex } from "@sbx/protocol";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadConfig } from "../config.js";
 import { metaOf, recordFromMeta } from "../sessions/session-record.js";
@@ -94,7 +94,12 @@ export function runBackendConformance(name: string, setup: () => Promise<Conform
       for (let i = 0; i < labelCount; i++) labels[`label-${i}.${"x".repeat(50)}`] = `value-${i}${"v".repeat(55)}`;
       const { record } = resolveSpec(
         { id, org: `org-${"o".repeat(59)}`, owner: `${"o".repeat(100)}@example.com`, labels, image },
-        { ...config, profiles: new Map([["default", { images: [image], workspace, idle: "stop" as const }]]) },
+        {
+          ...config,
+          profiles: new Map([
+            ["default", { images: [image], workspace, idle: "stop" as const, pool: { size: 0, maxStarting: 1 } }],
+          ]),
+        },
         Date.now(),
       );
       const token = randomBytes(32).toString("hex");
@@ -110,6 +115,22 @@ export function runBackendConformance(name: string, setup: () => Promise<Conform
         },
         token,
       };
+    }
+
+    /** A warm pool member of the `default` pool: a session-to-be with no identity. */
+    async function createMember(memberId: string): Promise<RunningSession> {
+      const { spec, token } = specOf(memberId, h.images.runs);
+      const meta = {
+        labels: { [LABELS.sessionId]: memberId, [LABELS.pool]: "default" },
+        annotations: {
+          [ANNOTATIONS.profile]: "default",
+          [ANNOTATIONS.image]: h.images.runs,
+          [ANNOTATIONS.createdAt]: String(Date.now()),
+        },
+      };
+      const made = await h.backend.create({ ...spec, meta }, AbortSignal.timeout(h.createTimeoutMs));
+      if (!made.endpoint) throw new Error("a pool member has no endpoint");
+      return { id: memberId, endpoint: made.endpoint, token };
     }
 
     async function create(id: string, image: string): Promise<RunningSession & { session: BackendSession }> {
@@ -418,6 +439,82 @@ export function runBackendConformance(name: string, setup: () => Promise<Conform
         expect((await h.backend.find(id))?.state.phase).toBe("running");
         expect(await h.backend.destroy(id)).toBe(true);
         await nothingLeftOf(id);
+      },
+      TEST_TIMEOUT_MS,
+    );
+
+    it(
+      "keeps pool members out of the sessions, and makes one a session when claimed, once however many claim it",
+      async () => {
+        const memberId = newId("p");
+        const member = await createMember(memberId);
+        await runnerdAnswers(member);
+        if (h.realRunnerd) await putFile(member, "warm.txt", "made before the claim");
+        const listed = (await h.backend.listPool()).find((m) => m.memberId === memberId);
+        expect(listed).toMatchObject({
+          memberId,
+          profile: "default",
+          image: h.images.runs,
+          state: { phase: "running" },
+        });
+        expect(listed?.endpoint).toEqual(member.endpoint);
+        expect(await h.backend.find(memberId)).toBeUndefined();
+        expect((await h.backend.list()).map((x) => x.id)).not.toContain(memberId);
+        if (!listed) throw new Error("the member is not listed");
+
+        // Three sessions race for the one member: exactly one gets it, the others are refused.
+        const ids = [newId("warm"), newId("warm"), newId("warm")];
+        const metas = ids.map((id) => specOf(id, h.images.runs).spec.meta);
+        const results = await Promise.allSettled(metas.map((meta) => h.backend.claim(listed, meta)));
+        const won = results.flatMap((r, i) =>
+          r.status === "fulfilled" ? [{ id: ids[i] as string, session: r.value }] : [],
+        );
+        expect(won).toHaveLength(1);
+        for (const r of results) {
+          if (r.status === "rejected") expect(r.reason).toBeInstanceOf(BackendConflictError);
+        }
+        const winner = won[0];
+        if (!winner) throw new Error("no claim won");
+        expect(winner.session.endpoint).toEqual(member.endpoint);
+        expect((await h.backend.listPool()).map((m) => m.memberId)).not.toContain(memberId);
+
+        // The session is found by its own id, with its identity and the member its runnerd was made for.
+        const found = await h.backend.find(winner.id);
+        expect(found?.state.phase).toBe("running");
+        const record = recordFromMeta(found?.meta ?? { labels: {}, annotations: {} });
+        expect(record?.id).toBe(winner.id);
+        expect(record?.runnerdKey).toBe(memberId);
+        expect((await h.backend.list()).map((x) => x.id)).toContain(winner.id);
+        for (const lost of ids.filter((id) => id !== winner.id)) expect(await h.backend.find(lost)).toBeUndefined();
+        if (h.realRunnerd)
+          expect(await getFile({ ...member, id: winner.id }, "warm.txt")).toBe("made before the claim");
+
+        expect(await h.backend.destroy(winner.id)).toBe(true);
+        await nothingLeftOf(winner.id);
+        await nothingLeftOf(memberId);
+        for (const lost of ids.filter((id) => id !== winner.id)) await nothingLeftOf(lost);
+      },
+      TEST_TIMEOUT_MS,
+    );
+
+    it(
+      "gives a lock to one holder at a time, and breaks one whose holder let it expire",
+      async () => {
+        const name = newId("lock");
+        const image = h.images.runs;
+        const taken = await Promise.all(
+          Array.from({ length: 5 }, () => h.backend.tryLock(name, { ttlMs: 60_000, image })),
+        );
+        expect(taken.filter(Boolean)).toHaveLength(1);
+        expect(await h.backend.tryLock(name, { ttlMs: 60_000, image })).toBe(false);
+        await h.backend.unlock(name);
+        // A holder that died: its lock expires and the next one takes it.
+        expect(await h.backend.tryLock(name, { ttlMs: 1000, image })).toBe(true);
+        await delay(2100);
+        expect(await h.backend.tryLock(name, { ttlMs: 60_000, image })).toBe(true);
+        expect(await h.backend.tryLock(name, { ttlMs: 60_000, image })).toBe(false);
+        await h.backend.unlock(name);
+        await h.backend.unlock(name); // twice is fine
       },
       TEST_TIMEOUT_MS,
     );

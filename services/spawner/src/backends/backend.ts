@@ -60,6 +60,18 @@ export interface BackendSession {
   endpoint: Endpoint | undefined;
 }
 
+/** A warm pool member: a started session without an identity yet, kept for a profile. */
+export interface PoolMember {
+  memberId: string;
+  profile: string;
+  image: string;
+  /** The image's content id where the platform tells it (a rebuilt tag makes members stale). */
+  imageId: string | undefined;
+  state: BackendState;
+  endpoint: Endpoint | undefined;
+  createdAt: number;
+}
+
 /** An object a backend made for this deployment (for leftovers checks and operators). */
 export interface OwnedObject {
   kind: "container" | "volume" | "network" | "pod" | "pvc";
@@ -109,4 +121,23 @@ export interface SessionBackend {
   watch(listener: SessionListener): () => void;
   /** Every object this deployment owns, whatever state it is in. */
   owned(): Promise<OwnedObject[]>;
+
+  // ---- warm pools: members are made with `create` (meta carrying LABELS.pool) ----
+
+  /** Unclaimed warm pool members of this deployment; `list` and `find` never show them. */
+  listPool(): Promise<PoolMember[]>;
+  /**
+   * Makes a running pool member the session `meta` describes (its id included), atomically: a
+   * member is claimed once, however many replicas try. BackendConflictError when it is gone or
+   * taken, or when a session of that id exists.
+   */
+  claim(member: PoolMember, meta: SessionMeta): Promise<BackendSession>;
+  /**
+   * Takes a lock only one holder has at a time, until released or `ttlMs` passed (a holder that
+   * died): true when taken. `image`: an image the platform has, should the lock need one.
+   */
+  tryLock(name: string, options: { ttlMs: number; image: string }): Promise<boolean>;
+  unlock(name: string): Promise<void>;
+  /** The content id of an image as the platform has it now, where it can tell. */
+  currentImageId(image: string): Promise<string | undefined>;
 }

@@ -18,6 +18,8 @@ export interface SessionRecord {
   specDigest: string;
   /** The workspace as created (a resume on Kubernetes makes the Pod again around it). */
   workspace: { persistent: boolean; sizeMb: number; storageClass: string | undefined };
+  /** What its runnerd's token derives from: the session id, or the warm pool member it was claimed from. */
+  runnerdKey: string;
 }
 
 /** Sessions created before the workspace was recorded had the default, ephemeral one. */
@@ -44,13 +46,10 @@ export function metaOf(record: SessionRecord): SessionMeta {
     [ANNOTATIONS.memoryMb]: String(record.resources.memoryMb),
     [ANNOTATIONS.pids]: String(record.resources.pids),
     [ANNOTATIONS.specDigest]: record.specDigest,
-    [ANNOTATIONS.workspace]: [
-      record.workspace.persistent ? "persistent" : "ephemeral",
-      record.workspace.sizeMb,
-      record.workspace.storageClass ?? "",
-    ].join(","),
+    [ANNOTATIONS.workspace]: workspaceText(record.workspace),
   };
   if (record.owner !== null) annotations[ANNOTATIONS.owner] = record.owner;
+  if (record.runnerdKey !== record.id) annotations[ANNOTATIONS.poolMember] = record.runnerdKey;
   for (const [key, value] of Object.entries(record.labels)) annotations[`${ANNOTATIONS.userPrefix}${key}`] = value;
   return { labels, annotations };
 }
@@ -106,7 +105,17 @@ export function recordFromMeta(meta: SessionMeta): SessionRecord | undefined {
     labels: userLabels,
     specDigest,
     workspace: workspaceOf(annotations[ANNOTATIONS.workspace]),
+    runnerdKey: annotations[ANNOTATIONS.poolMember] ?? id,
   };
+}
+
+/** A workspace as its annotation holds it: `persistent|ephemeral,<MiB>,<storage class>`. */
+export function workspaceText(workspace: {
+  persistent: boolean;
+  sizeMb: number;
+  storageClass?: string | undefined;
+}): string {
+  return [workspace.persistent ? "persistent" : "ephemeral", workspace.sizeMb, workspace.storageClass ?? ""].join(",");
 }
 
 function workspaceOf(text: string | undefined): SessionRecord["workspace"] {

@@ -22,6 +22,7 @@ import { Deadline } from "./deadline.js";
 import { metaOf, recordFromMeta, type SessionRecord } from "./session-record.js";
 import type { KnownSession, SessionRegistry } from "./session-registry.js";
 import { checkLifetime, type ParsedCreateRequest, type ResolvedSpec, resolveSpec } from "./session-spec.js";
+import type { WarmPool } from "./warm-pool.js";
 
 /** How long one control call to runnerd may take (status, lease, env). */
 const CONTROL_TIMEOUT_MS = 2000;
@@ -60,6 +61,7 @@ export class SessionService {
     private readonly clock: Clock,
     private readonly log: Logger,
     private readonly metrics: Metrics,
+    private readonly pool?: WarmPool,
   ) {}
 
   /** Counts of sessions this replica knows, by state (for metrics). */
@@ -155,7 +157,10 @@ export class SessionService {
         details: { issues: [{ path: "expiresAt", message: "must be in the future" }] },
       });
     }
-    await this.client(target.endpoint, id).setLease({ expiresAt, idleTimeoutMs }, CONTROL_TIMEOUT_MS);
+    await this.client(target.endpoint, target.record.runnerdKey).setLease(
+      { expiresAt, idleTimeoutMs },
+      CONTROL_TIMEOUT_MS,
+    );
     this.log.info({ sessionId: id, expiresAt, idleTimeoutMs }, "session lifetime changed");
     return this.view(known, await this.runnerdStatus(known));
   }
@@ -185,7 +190,7 @@ export class SessionService {
       known = await this.registry.lookup(id);
     }
     const endpoint = this.usable(known);
-    return { record: known.record, endpoint, token: this.token(id) };
+    return { record: known.record, endpoint, token: this.token(known.record.runnerdKey) };
   }
 
   /**
@@ -242,7 +247,7 @@ export class SessionService {
         this.backend.resume(this.backendSpec(known.record), deadline.signal),
       );
       if (!made.endpoint) throw new ApiError("RUNNERD_NOT_READY", `session ${id} has no address`);
-      const status = await this.waitReady(id, made.endpoint, deadline);
+      const status = await this.waitReady(id, known.record.runnerdKey, made.endpoint, deadline);
       const resumed = this.registry.remember(known.record, made);
       this.log.info({ sessionId: id }, "session resumed");
       this.metrics.resumeSeconds.observe((performance.now() - started) / 1000);
@@ -264,7 +269,7 @@ export class SessionService {
       image: record.image,
       meta: metaOf(record),
       runnerdEnv: runnerdEnvironment(
-        runnerdTokenSha256(this.config.runnerdSecret, record.id),
+        runnerdTokenSha256(this.config.runnerdSecret, record.runnerdKey),
         record.resources.memoryMb,
         this.config.runnerdEnv,
       ),
@@ -298,15 +303,16 @@ export class SessionService {
   }
 
   /** The token this replica derives for a session's runnerd. */
-  token(id: string): string {
-    return runnerdToken(this.config.runnerdSecret, id);
+  /** The token this replica derives for a runnerd, from its key (the session id, or the pool member's). */
+  token(runnerdKey: string): string {
+    return runnerdToken(this.config.runnerdSecret, runnerdKey);
   }
 
   /** runnerd's status of a running session; undefined when it cannot be had (the backend is asked again then). */
   async runnerdStatus(known: KnownSession): Promise<RunnerdStatus | undefined> {
     if (known.state.phase !== "running" || !known.endpoint) return undefined;
     try {
-      return await this.client(known.endpoint, known.record.id).status(CONTROL_TIMEOUT_MS);
+      return await this.client(known.endpoint, known.record.runnerdKey).status(CONTROL_TIMEOUT_MS);
     } catch (error) {
       this.log.debug({ sessionId: known.record.id, err: error }, "runnerd status unavailable");
       // The change feed may have missed its death: a lookup settles it for the next caller.
@@ -325,6 +331,8 @@ export class SessionService {
       const existing = await backendCall(record.id, "create", () => this.backend.find(record.id));
       if (existing) return { session: await this.adoptExisting(existing, record.specDigest, deadline), created: false };
       await this.checkCapacity(record.id, record.org);
+      const warm = await this.claimWarm(record, env, deadline);
+      if (warm) return warm;
       let made: BackendSession;
       try {
         made = await this.backend.create(this.backendSpec(record), deadline.signal);
@@ -339,9 +347,9 @@ export class SessionService {
       }
       try {
         if (!made.endpoint) throw new ApiError("RUNNERD_NOT_READY", `session ${record.id} has no address`);
-        const status = await this.waitReady(record.id, made.endpoint, deadline);
+        const status = await this.waitReady(record.id, record.runnerdKey, made.endpoint, deadline);
         if (Object.keys(env).length > 0) {
-          const result = await this.client(made.endpoint, record.id).patchEnv({ set: env }, CONTROL_TIMEOUT_MS);
+          const result = await this.client(made.endpoint, record.runnerdKey).patchEnv({ set: env }, CONTROL_TIMEOUT_MS);
           if (result.denied.length > 0) {
             throw new ApiError("RUNNERD_NOT_READY", "runnerd did not take the session environment");
           }
@@ -361,6 +369,62 @@ export class SessionService {
     }
   }
 
+  /**
+   * A create served from the profile's warm pool, when the request is what the pool keeps (its
+   * default image and resources): a running member becomes the session, then gets its lease and
+   * env. Undefined when no member could be claimed (the caller creates cold).
+   */
+  private async claimWarm(
+    record: SessionRecord,
+    env: Record<string, string>,
+    deadline: Deadline,
+  ): Promise<CreateResult | undefined> {
+    const profile = this.config.profiles.get(record.profile);
+    if (!this.pool || !profile || !this.pool.pooled(record.profile)) return undefined;
+    const defaults = this.config.resources.defaults;
+    const { cpus, memoryMb, pids } = record.resources;
+    if (cpus !== defaults.cpus || memoryMb !== defaults.memoryMb || pids !== defaults.pids) return undefined;
+    for (const member of this.pool.candidates(record.profile, record.image)) {
+      const claimed: SessionRecord = { ...record, runnerdKey: member.memberId };
+      let made: BackendSession;
+      try {
+        made = await this.backend.claim(member, metaOf(claimed));
+      } catch (error) {
+        if (error instanceof BackendConflictError) continue; // another replica got it first
+        throw apiErrorOf(error, record.id, "create");
+      }
+      this.pool.claimed(member);
+      try {
+        if (!made.endpoint) throw new ApiError("RUNNERD_NOT_READY", `session ${record.id} has no address`);
+        // A member another replica has only just started may still be booting its runnerd.
+        const ready = await this.waitReady(record.id, member.memberId, made.endpoint, deadline);
+        const client = this.client(made.endpoint, member.memberId);
+        const lease = { expiresAt: record.expiresAt, idleTimeoutMs: record.idleTimeoutMs };
+        const [, envResult] = await Promise.all([
+          client.setLease(lease, CONTROL_TIMEOUT_MS),
+          Object.keys(env).length > 0 ? client.patchEnv({ set: env }, CONTROL_TIMEOUT_MS) : undefined,
+        ]);
+        if (envResult && envResult.denied.length > 0) {
+          throw new ApiError("RUNNERD_NOT_READY", "runnerd did not take the session environment");
+        }
+        const status: RunnerdStatus = { ...ready, lease, lastActivityAt: this.clock.now() };
+        const known = this.registry.remember(claimed, made);
+        this.log.info(
+          { sessionId: record.id, memberId: member.memberId, org: record.org },
+          "session created from the warm pool",
+        );
+        return { session: this.view(known, status, true), created: true };
+      } catch (error) {
+        await this.backend.destroy(record.id).catch((cleanup: unknown) => {
+          this.log.error({ sessionId: record.id, err: cleanup }, "could not remove a failed warm session");
+        });
+        this.registry.forget(record.id);
+        throw apiErrorOf(error, record.id, "create");
+      }
+    }
+    return undefined;
+  }
+
   /** A create found the session already there (made by another replica or request): same spec → the same session. */
   private async adoptExisting(found: BackendSession, digest: string, deadline: Deadline): Promise<Session> {
     const record = recordFromMeta(found.meta);
@@ -378,7 +442,7 @@ export class SessionService {
     }
     const known = this.registry.remember(record, current);
     const endpoint = this.usable(known);
-    const status = await this.waitReady(found.id, endpoint, deadline);
+    const status = await this.waitReady(found.id, record.runnerdKey, endpoint, deadline);
     return this.view(known, status, true);
   }
 
@@ -387,8 +451,13 @@ export class SessionService {
    * not, the backend is asked whether the session still runs: one that died
    * or went away fails the create now, not at the deadline.
    */
-  private async waitReady(id: string, endpoint: Endpoint, deadline: Deadline): Promise<RunnerdStatus> {
-    const client = this.client(endpoint, id);
+  private async waitReady(
+    id: string,
+    runnerdKey: string,
+    endpoint: Endpoint,
+    deadline: Deadline,
+  ): Promise<RunnerdStatus> {
+    const client = this.client(endpoint, runnerdKey);
     let last: unknown;
     let checkedAt = this.clock.now();
     while (!deadline.expired()) {
@@ -465,8 +534,8 @@ export class SessionService {
     return known.endpoint;
   }
 
-  private client(endpoint: Endpoint, id: string): RunnerdClient {
-    return new RunnerdClient(endpoint, this.token(id));
+  private client(endpoint: Endpoint, runnerdKey: string): RunnerdClient {
+    return new RunnerdClient(endpoint, this.token(runnerdKey));
   }
 
   /** `answered`: runnerd has just answered this replica's create or resume, so that is over. */

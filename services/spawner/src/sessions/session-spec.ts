@@ -83,6 +83,7 @@ export function resolveSpec(request: ParsedCreateRequest, config: Config, now: n
       resources,
       labels,
       specDigest,
+      runnerdKey: id,
       workspace: {
         persistent: profile.workspace.persistent,
         sizeMb: profile.workspace.sizeMb,

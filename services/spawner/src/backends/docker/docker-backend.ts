@@ -9,6 +9,7 @@ import type {
   BackendState,
   Endpoint,
   OwnedObject,
+  PoolMember,
   SessionBackend,
   SessionListener,
   SessionMeta,
@@ -30,11 +31,10 @@ import {
   SESSION_UID,
   WORKSPACE_PATH,
 } from "../runtime-contract.js";
+import { flatten, readInventory, type VolumeInfo } from "./docker-inventory.js";
 
 const MiB = 1024 * 1024;
 /** Selector label keys: what a listing splits back into labels; the rest of sbx's keys are annotations. */
-const SELECTOR_KEYS: ReadonlySet<string> = new Set(Object.values(LABELS));
-const ANNOTATION_PREFIXES = ["sbx.dev/", ANNOTATIONS.userPrefix];
 
 export interface DockerBackendOptions {
   socket: string;
@@ -85,6 +85,11 @@ export class DockerBackend implements SessionBackend {
 
   volumeName(id: string): string {
     return `sbx-${this.options.deployment}-${id}-workspace`;
+  }
+
+  /** An empty volume, one per pool member, that holds the truth of the session that claimed it. */
+  claimName(memberId: string): string {
+    return `sbx-${this.options.deployment}-${memberId}-claim`;
   }
 
   /** An empty volume that marks a session as stopped by the spawner, with the lease it had. */
@@ -162,44 +167,111 @@ export class DockerBackend implements SessionBackend {
   }
 
   async find(id: string): Promise<BackendSession | undefined> {
-    const [found, volumes] = await Promise.all([
-      this.call("list containers", () =>
-        this.docker.listContainers({
-          all: true,
-          filters: { label: [...this.ownershipFilter(), `${LABELS.sessionId}=${id}`] },
-        }),
-      ),
+    // Its own container, or its claim and the pool member it claimed, or volumes alone.
+    const [containers, volumes] = await Promise.all([
+      this.listContainers([`${LABELS.sessionId}=${id}`]),
       this.listVolumes([`${LABELS.sessionId}=${id}`]),
     ]);
-    const { workspaces, stops } = sortVolumes(volumes);
-    const info = found[0];
-    if (info) return this.fromListing(info, stops.get(id));
-    const volume = workspaces[0];
-    return volume ? this.fromOrphanVolume(volume) : undefined;
+    const member = volumes.map((v) => v.Labels?.[ANNOTATIONS.poolMember]).find((m) => m !== undefined);
+    if (member !== undefined) containers.push(...(await this.listContainers([`${LABELS.sessionId}=${member}`])));
+    if (member !== undefined) volumes.push(...(await this.listVolumes([`${LABELS.sessionId}=${member}`])));
+    return (await this.inventory(containers, volumes)).sessions.find((s) => s.id === id);
   }
 
   async list(): Promise<BackendSession[]> {
-    const [containers, volumes] = await Promise.all([
-      this.call("list containers", () =>
-        this.docker.listContainers({ all: true, filters: { label: this.ownershipFilter() } }),
-      ),
-      this.listVolumes([]),
-    ]);
-    const { workspaces, stops } = sortVolumes(volumes);
-    const sessions = (
-      await Promise.all(
-        containers.map((info) => this.fromListing(info, stops.get(info.Labels[LABELS.sessionId] ?? ""))),
-      )
-    ).filter((s): s is BackendSession => s !== undefined);
-    const withContainer = new Set(sessions.map((s) => s.id));
-    for (const volume of workspaces) {
-      const id = volume.Labels?.[LABELS.sessionId];
-      if (id !== undefined && !withContainer.has(id)) {
-        const orphan = this.fromOrphanVolume(volume);
-        if (orphan) sessions.push(orphan);
-      }
+    const [containers, volumes] = await Promise.all([this.listContainers([]), this.listVolumes([])]);
+    return (await this.inventory(containers, volumes)).sessions;
+  }
+
+  async listPool(): Promise<PoolMember[]> {
+    const [containers, volumes] = await Promise.all([this.listContainers([LABELS.pool]), this.listVolumes([])]);
+    return (await this.inventory(containers, volumes)).members;
+  }
+
+  async claim(member: PoolMember, meta: SessionMeta): Promise<BackendSession> {
+    const { memberId } = member;
+    const id = meta.labels[LABELS.sessionId];
+    if (id === undefined) throw new Error("a claim needs the session's id");
+    // The engine makes a volume of a given name once and answers later creates with the first
+    // one: of claims racing for a member, the one whose labels the volume has is the winner. Docker
+    // labels never change, so that volume is also where the session's truth lives from now on.
+    const claim = this.claimName(memberId);
+    let holder: string | undefined;
+    try {
+      await this.docker.createVolume({
+        Name: claim,
+        Labels: { ...flatten(meta), ...this.ownership(), [ANNOTATIONS.poolMember]: memberId },
+      });
+      holder = (await this.docker.getVolume(claim).inspect()).Labels?.[LABELS.sessionId];
+    } catch (error) {
+      throw unavailable("could not claim a pool member", error);
     }
-    return sessions;
+    if (holder !== id) throw new BackendConflictError(`pool member ${memberId} was claimed by another session`);
+    // The container takes the session's name (it keeps running as it did, with its address).
+    try {
+      await this.docker.getContainer(this.containerName(memberId)).rename({ name: this.containerName(id) });
+    } catch (error) {
+      await this.removeVolume(claim).catch((cleanup: unknown) => {
+        this.log.error({ sessionId: id, err: cleanup }, "could not withdraw a claim");
+      });
+      if (statusOf(error) === 404) throw new BackendConflictError(`pool member ${memberId} is gone`);
+      if (statusOf(error) === 409) throw new BackendConflictError(`a session ${id} exists`);
+      throw unavailable("could not claim a pool member", error);
+    }
+    return { id, meta, state: { phase: "running" }, endpoint: member.endpoint };
+  }
+
+  async tryLock(name: string, options: { ttlMs: number; image: string }): Promise<boolean> {
+    const lock = `sbx-${this.options.deployment}-lock-${name}`;
+    for (let attempt = 0; attempt < 2; attempt++) {
+      try {
+        // A container is the one object whose name the engine refuses to give twice. Never started.
+        await this.docker.createContainer({
+          name: lock,
+          Image: options.image,
+          Labels: { ...this.ownership(), [LOCK_EXPIRES]: String(Date.now() + options.ttlMs) },
+        });
+        return true;
+      } catch (error) {
+        if (statusOf(error) !== 409) throw unavailable("could not take a lock", error);
+      }
+      // Held: by a live holder, or by one that died (then the lock has expired and is broken).
+      const held = await this.docker
+        .getContainer(lock)
+        .inspect()
+        .catch((error: unknown) => {
+          if (statusOf(error) === 404) return undefined;
+          throw unavailable("could not read a lock", error);
+        });
+      const expires = Number(held?.Config.Labels?.[LOCK_EXPIRES] ?? 0);
+      if (held && expires > Date.now()) return false;
+      // Broken by its id: a lock another replica has just taken anew (a new container) stays.
+      if (held)
+        await this.docker
+          .getContainer(held.Id)
+          .remove({ force: true })
+          .catch((error: unknown) => {
+            if (statusOf(error) !== 404 && statusOf(error) !== 409) throw unavailable("could not break a lock", error);
+          });
+    }
+    return false;
+  }
+
+  async unlock(name: string): Promise<void> {
+    try {
+      await this.docker.getContainer(`sbx-${this.options.deployment}-lock-${name}`).remove({ force: true });
+    } catch (error) {
+      if (statusOf(error) !== 404 && statusOf(error) !== 409) throw unavailable("could not release a lock", error);
+    }
+  }
+
+  async currentImageId(image: string): Promise<string | undefined> {
+    try {
+      return (await this.docker.getImage(image).inspect()).Id;
+    } catch (error) {
+      if (statusOf(error) === 404) return undefined;
+      throw unavailable(`could not inspect image ${image}`, error);
+    }
   }
 
   async stop(id: string, lease: Lease): Promise<void> {
@@ -244,17 +316,45 @@ export class DockerBackend implements SessionBackend {
   }
 
   async destroy(id: string): Promise<boolean> {
-    let removed = false;
+    // A claimed member belongs to its session now: only the session's destroy removes it.
+    if (await this.volumeExists(this.claimName(id))) return false;
+    // A session claimed from the pool: its claim names the member (container and workspace).
+    const claim = (await this.listVolumes([`${LABELS.sessionId}=${id}`])).find(
+      (v) => v.Labels?.[ANNOTATIONS.poolMember] !== undefined,
+    );
+    const member = claim?.Labels?.[ANNOTATIONS.poolMember];
+    let removed = await this.removeContainer(this.containerName(id));
+    // The claim made, the rename not (a spawner that died between the two).
+    if (member !== undefined && !removed) removed = await this.removeContainer(this.containerName(member));
+    await this.removeVolume(this.stopMarkerName(id));
+    if (member !== undefined) removed = (await this.removeVolume(this.volumeName(member))) || removed;
+    removed = (await this.removeVolume(this.volumeName(id))) || removed;
+    // The claim last: until then, what is left is still found as this session.
+    if (claim) await this.removeVolume(claim.Name);
+    return removed;
+  }
+
+  /** True when the container was there to remove. */
+  private async removeContainer(name: string): Promise<boolean> {
     try {
-      await this.docker.getContainer(this.containerName(id)).remove({ force: true });
-      removed = true;
+      await this.docker.getContainer(name).remove({ force: true });
+      return true;
     } catch (error) {
       // 404: already gone; 409: a removal is already in progress (another replica).
       if (statusOf(error) !== 404 && statusOf(error) !== 409)
         throw unavailable("could not remove the container", error);
+      return false;
     }
-    await this.removeVolume(this.stopMarkerName(id));
-    return (await this.removeVolume(this.volumeName(id))) || removed;
+  }
+
+  private async volumeExists(name: string): Promise<boolean> {
+    try {
+      await this.docker.getVolume(name).inspect();
+      return true;
+    } catch (error) {
+      if (statusOf(error) === 404) return false;
+      throw unavailable(`could not read volume ${name}`, error);
+    }
   }
 
   watch(listener: SessionListener): () => void {
@@ -285,7 +385,13 @@ export class DockerBackend implements SessionBackend {
               since = Math.max(since, event.timeNano / 1e9);
               if (event.Type === "container") this.exits.delete(event.Actor.ID);
               const id = event.Actor.Attributes[LABELS.sessionId];
-              if (id !== undefined) this.report(id, ENDING_ACTIONS.has(event.Action), listener);
+              const ending = ENDING_ACTIONS.has(event.Action);
+              // A pool member's container speaks for the session that claimed it, if one did.
+              if (id !== undefined && event.Actor.Attributes[LABELS.pool] !== undefined) {
+                void this.reportClaimed(id, ending, listener);
+              } else if (id !== undefined) {
+                this.report(id, ending, listener);
+              }
               const container = event.Type === "network" ? event.Actor.Attributes.container : undefined;
               if (container !== undefined) void this.reportContainer(container, listener);
             }
@@ -321,12 +427,25 @@ export class DockerBackend implements SessionBackend {
 
   // ---- internals -------------------------------------------------------
 
+  private async reportClaimed(memberId: string, ending: boolean, listener: SessionListener): Promise<void> {
+    try {
+      const claim = await this.docker.getVolume(this.claimName(memberId)).inspect();
+      const id = claim.Labels?.[LABELS.sessionId];
+      if (id !== undefined) this.report(id, ending, listener);
+    } catch (error) {
+      if (statusOf(error) === 404) return; // an unclaimed member: no session to speak of
+      this.log.warn({ err: error }, "could not look up the session of a pool member after an event");
+    }
+  }
+
   /** A network event names a container, not a session: find whose it is. */
   private async reportContainer(containerId: string, listener: SessionListener): Promise<void> {
     try {
       const info = await this.docker.getContainer(containerId).inspect();
       const id = info.Config.Labels?.[LABELS.sessionId];
-      if (id !== undefined) this.report(id, false, listener);
+      if (id !== undefined && info.Config.Labels?.[LABELS.pool] !== undefined)
+        await this.reportClaimed(id, false, listener);
+      else if (id !== undefined) this.report(id, false, listener);
     } catch (error) {
       if (statusOf(error) !== 404) this.log.warn({ err: error }, "could not look up a container after a network event");
     }
@@ -469,48 +588,29 @@ export class DockerBackend implements SessionBackend {
     return port > 0 ? { host: "127.0.0.1", port } : undefined;
   }
 
-  private async fromListing(
-    info: Docker.ContainerInfo,
-    stop: Record<string, string> | undefined,
-  ): Promise<BackendSession | undefined> {
-    const id = info.Labels[LABELS.sessionId];
-    if (id === undefined) return undefined;
-    let endpoint: Endpoint | undefined;
-    if (this.options.access === "address") {
-      const ip = info.NetworkSettings?.Networks?.[this.options.network]?.IPAddress;
-      endpoint = ip ? { host: ip, port: RUNNERD_PORT } : undefined;
-    } else {
-      const port = info.Ports.find((p) => p.PrivatePort === RUNNERD_PORT && p.PublicPort > 0)?.PublicPort;
-      endpoint = port ? { host: "127.0.0.1", port } : undefined;
+  /** Reads listed objects as sessions and pool members, inspecting each stopped container once. */
+  private async inventory(containers: Docker.ContainerInfo[], volumes: VolumeInfo[]) {
+    const exits = new Map<string, FailureReason>();
+    for (const info of containers) {
+      if (info.State !== "exited" && info.State !== "dead") continue;
+      const exit = await this.exitOf(info.Id);
+      if (exit) exits.set(info.Id, exit);
     }
-    let state: BackendState;
-    switch (info.State) {
-      case "running":
-      case "paused":
-        // Marked for a stop that is under way; or running (without an address if its network was
-        // taken away: unreachable, not starting).
-        state = stop ? { phase: "stopping" } : { phase: "running" };
-        break;
-      case "created":
-      case "restarting":
-        state = { phase: "starting" };
-        break;
-      case "removing":
-        state = { phase: "terminating" };
-        break;
-      default: {
-        const exit = await this.exitOf(info.Id);
-        if (exit === undefined) return undefined; // removed while we looked
-        // runnerd exits 0 only when stopped (SIGTERM, by the spawner or by `docker stop`): its
-        // state is on the volume and the session can resume. Anything else is a death.
-        state =
-          exit.code === "exited" && exit.exitCode === 0
-            ? { phase: "stopped", at: stoppedAt(stop) ?? exit.at, lease: stoppedLease(stop) }
-            : { phase: "failed", reason: exit };
-        endpoint = undefined;
-      }
-    }
-    return { id, meta: split(info.Labels), state, endpoint };
+    return readInventory(
+      { containers, volumes, exits },
+      {
+        network: this.options.network,
+        access: this.options.access,
+        orphanVolumeGraceMs: this.options.orphanVolumeGraceMs,
+        now: Date.now(),
+      },
+    );
+  }
+
+  private listContainers(extraLabels: string[]): Promise<Docker.ContainerInfo[]> {
+    return this.call("list containers", () =>
+      this.docker.listContainers({ all: true, filters: { label: [...this.ownershipFilter(), ...extraLabels] } }),
+    );
   }
 
   /** Why a stopped container stopped, from one inspect kept for its lifetime. */
@@ -529,25 +629,6 @@ export class DockerBackend implements SessionBackend {
     if (this.exits.size > 1000) this.exits.clear();
     this.exits.set(containerId, reason);
     return reason;
-  }
-
-  /** A workspace volume whose container is gone: a create in progress, or a removal behind our back. */
-  private fromOrphanVolume(volume: VolumeInfo): BackendSession | undefined {
-    const id = volume.Labels?.[LABELS.sessionId];
-    if (id === undefined) return undefined;
-    const createdAt = volume.CreatedAt ? Date.parse(volume.CreatedAt) : Number.NaN;
-    const young = !Number.isFinite(createdAt) || Date.now() - createdAt < this.options.orphanVolumeGraceMs;
-    const state: BackendState = young
-      ? { phase: "starting" }
-      : {
-          phase: "failed",
-          reason: {
-            code: "removed",
-            message: "the session container was removed by someone other than the spawner",
-            at: null,
-          },
-        };
-    return { id, meta: split(volume.Labels ?? {}), state, endpoint: undefined };
   }
 
   private async listVolumes(extraLabels: string[]): Promise<VolumeInfo[]> {
@@ -588,59 +669,8 @@ export class DockerBackend implements SessionBackend {
   }
 }
 
-type VolumeInfo = Docker.VolumeInspectInfo & { CreatedAt?: string };
-
-/** Workspace volumes, and stop markers by session id (their labels). */
-function sortVolumes(volumes: VolumeInfo[]): { workspaces: VolumeInfo[]; stops: Map<string, Record<string, string>> } {
-  const workspaces: VolumeInfo[] = [];
-  const stops = new Map<string, Record<string, string>>();
-  for (const volume of volumes) {
-    const labels = volume.Labels ?? {};
-    const id = labels[LABELS.sessionId];
-    if (labels[ANNOTATIONS.stoppedAt] !== undefined) {
-      if (id !== undefined) stops.set(id, labels);
-    } else {
-      workspaces.push(volume);
-    }
-  }
-  return { workspaces, stops };
-}
-
-function stoppedAt(labels: Record<string, string> | undefined): number | null {
-  const at = Number(labels?.[ANNOTATIONS.stoppedAt]);
-  return Number.isFinite(at) && at > 0 ? at : null;
-}
-
-const StoppedLeaseSchema = z.object({ expiresAt: z.int(), idleTimeoutMs: z.int() });
-
-function stoppedLease(labels: Record<string, string> | undefined): Lease | undefined {
-  const text = labels?.[ANNOTATIONS.stoppedLease];
-  if (text === undefined) return undefined;
-  try {
-    const parsed = StoppedLeaseSchema.safeParse(JSON.parse(text));
-    return parsed.success ? parsed.data : undefined;
-  } catch (error) {
-    if (error instanceof SyntaxError) return undefined;
-    throw error;
-  }
-}
-
-/** Docker keeps both layers as labels. */
-function flatten(meta: SessionMeta): Record<string, string> {
-  return { ...meta.annotations, ...meta.labels };
-}
-
-/** Container labels back into the two layers: sbx's selector keys are labels, everything else an annotation. */
-function split(all: Record<string, string>): SessionMeta {
-  const labels: Record<string, string> = {};
-  const annotations: Record<string, string> = {};
-  for (const [key, value] of Object.entries(all)) {
-    if (SELECTOR_KEYS.has(key)) labels[key] = value;
-    // The image's own labels (and compose's) are not the session's.
-    else if (ANNOTATION_PREFIXES.some((prefix) => key.startsWith(prefix))) annotations[key] = value;
-  }
-  return { labels, annotations };
-}
+/** On a lock container: when the lock lapses if its holder never releases it. */
+const LOCK_EXPIRES = "sbx.dev/lock-expires";
 
 function failureOf(info: Docker.ContainerInspectInfo, when: string): FailureReason {
   const finished = Date.parse(info.State.FinishedAt);

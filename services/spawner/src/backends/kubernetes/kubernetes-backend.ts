@@ -1,10 +1,13 @@
+import { hostname } from "node:os";
 import {
   ApiException,
+  CoordinationV1Api,
   CoreV1Api,
   KubeConfig,
   makeInformer,
   PatchStrategy,
   setHeaderOptions,
+  V1MicroTime,
   type V1PersistentVolumeClaim,
   type V1Pod,
   Watch,
@@ -16,6 +19,7 @@ import type {
   BackendSession,
   BackendSessionSpec,
   OwnedObject,
+  PoolMember,
   SessionBackend,
   SessionListener,
   SessionMeta,
@@ -75,6 +79,7 @@ export class KubernetesBackend implements SessionBackend {
   readonly kind = "kubernetes";
   private readonly config = new KubeConfig();
   private readonly core: CoreV1Api;
+  private readonly coordination: CoordinationV1Api;
 
   constructor(
     private readonly options: KubernetesBackendOptions,
@@ -83,6 +88,7 @@ export class KubernetesBackend implements SessionBackend {
     if (options.kubeconfig) this.config.loadFromFile(options.kubeconfig);
     else this.config.loadFromDefault();
     this.core = this.config.makeApiClient(CoreV1Api);
+    this.coordination = this.config.makeApiClient(CoordinationV1Api);
   }
 
   podName(id: string): string {
@@ -127,17 +133,29 @@ export class KubernetesBackend implements SessionBackend {
   }
 
   async find(id: string): Promise<BackendSession | undefined> {
-    let pod: V1Pod | undefined;
-    try {
-      pod = await this.core.readNamespacedPod({ name: this.podName(id), namespace: this.options.namespace });
-    } catch (error) {
-      if (codeOf(error) !== 404) throw unavailable("could not read the session Pod", error);
-    }
-    const claim = await this.readClaim(id);
-    if (pod && this.isOurs(pod.metadata?.labels)) return this.fromPod(pod, claim);
+    const [pod, claim] = await Promise.all([this.readPod(id), this.readClaim(id)]);
+    if (pod) return this.fromPod(pod, claim);
     return claim && this.isOurs(claim.metadata?.labels) ? this.fromOrphanClaim(claim) : undefined;
   }
 
+  /** The session's Pod: by its name, or (a claimed pool member's) by its session label. */
+  private async readPod(id: string): Promise<V1Pod | undefined> {
+    try {
+      const pod = await this.core.readNamespacedPod({ name: this.podName(id), namespace: this.options.namespace });
+      if (this.isOurs(pod.metadata?.labels) && pod.metadata?.labels?.[LABELS.pool] === undefined) return pod;
+    } catch (error) {
+      if (codeOf(error) !== 404) throw unavailable("could not read the session Pod", error);
+    }
+    const found = await this.call("find the session Pod", () =>
+      this.core.listNamespacedPod({
+        namespace: this.options.namespace,
+        labelSelector: `${this.selector()},${LABELS.sessionId}=${id},!${LABELS.pool}`,
+      }),
+    );
+    return found.items[0];
+  }
+
+  /** The session's workspace claim: by its name, or (a claimed pool member's) by its session label. */
   private async readClaim(id: string): Promise<V1PersistentVolumeClaim | undefined> {
     try {
       return await this.core.readNamespacedPersistentVolumeClaim({
@@ -146,12 +164,21 @@ export class KubernetesBackend implements SessionBackend {
       });
     } catch (error) {
       if (codeOf(error) !== 404) throw unavailable("could not read the session's workspace claim", error);
-      return undefined;
     }
+    const found = await this.call("find the session's workspace claim", () =>
+      this.core.listNamespacedPersistentVolumeClaim({
+        namespace: this.options.namespace,
+        labelSelector: `${this.selector()},${LABELS.sessionId}=${id},!${LABELS.pool}`,
+      }),
+    );
+    return found.items[0];
   }
 
   async list(): Promise<BackendSession[]> {
-    const { pods, claims } = await this.listObjects();
+    const objects = await this.listObjects();
+    // Unclaimed pool members are not sessions (listPool shows them).
+    const pods = objects.pods.filter((p) => p.metadata?.labels?.[LABELS.pool] === undefined);
+    const claims = objects.claims.filter((c) => c.metadata?.labels?.[LABELS.pool] === undefined);
     const claimOf = new Map(claims.map((c) => [c.metadata?.labels?.[LABELS.sessionId] ?? "", c]));
     const sessions = pods.flatMap((pod) => {
       const session = this.fromPod(pod, claimOf.get(pod.metadata?.labels?.[LABELS.sessionId] ?? ""));
@@ -169,13 +196,15 @@ export class KubernetesBackend implements SessionBackend {
 
   async stop(id: string, lease: Lease): Promise<void> {
     const claim = await this.readClaim(id);
-    if (!claim)
+    const claimName = claim?.metadata?.name;
+    if (!claimName) {
       throw new NotStoppableError(`session ${id} has no workspace claim: its workspace would not outlive its Pod`);
+    }
     // The mark on the claim first: every replica then reads the Pod's going as a stop.
     await this.call("record the stop on the workspace claim", () =>
       this.core.patchNamespacedPersistentVolumeClaim(
         {
-          name: this.claimName(id),
+          name: claimName,
           namespace: this.options.namespace,
           body: {
             metadata: {
@@ -195,11 +224,15 @@ export class KubernetesBackend implements SessionBackend {
   }
 
   async resume(spec: BackendSessionSpec, signal: AbortSignal): Promise<BackendSession> {
+    const claimName = (await this.readClaim(spec.id))?.metadata?.name ?? this.claimName(spec.id);
     let created: V1Pod | undefined;
     while (!created) {
       if (signal.aborted) throw new StartTimeoutError("the session's Pod did not run in time");
       try {
-        created = await this.core.createNamespacedPod({ namespace: this.options.namespace, body: this.podOf(spec) });
+        created = await this.core.createNamespacedPod({
+          namespace: this.options.namespace,
+          body: this.podOf(spec, claimName),
+        });
       } catch (error) {
         if (codeOf(error) !== 409) throw unavailable("could not create the session Pod", error);
         const existing = await this.find(spec.id);
@@ -224,7 +257,7 @@ export class KubernetesBackend implements SessionBackend {
     await this.call("clear the stop from the workspace claim", () =>
       this.core.patchNamespacedPersistentVolumeClaim(
         {
-          name: this.claimName(spec.id),
+          name: claimName,
           namespace: this.options.namespace,
           body: { metadata: { annotations: { [ANNOTATIONS.stoppedAt]: null, [ANNOTATIONS.stoppedLease]: null } } },
         },
@@ -234,11 +267,156 @@ export class KubernetesBackend implements SessionBackend {
     return running;
   }
 
+  async listPool(): Promise<PoolMember[]> {
+    const pods = await this.call("list pool members", () =>
+      this.core.listNamespacedPod({
+        namespace: this.options.namespace,
+        labelSelector: `${this.selector()},${LABELS.pool}`,
+      }),
+    );
+    return pods.items.flatMap((pod) => {
+      const labels = pod.metadata?.labels ?? {};
+      const memberId = labels[LABELS.sessionId];
+      const profile = labels[LABELS.pool];
+      if (memberId === undefined || profile === undefined) return [];
+      const { state, endpoint } = podState(pod);
+      const annotations = pod.metadata?.annotations ?? {};
+      return [
+        {
+          memberId,
+          profile,
+          image: annotations[ANNOTATIONS.image] ?? pod.spec?.containers[0]?.image ?? "",
+          imageId: undefined,
+          state,
+          endpoint,
+          createdAt: Number(annotations[ANNOTATIONS.createdAt] ?? 0),
+        },
+      ];
+    });
+  }
+
+  async claim(member: PoolMember, meta: SessionMeta): Promise<BackendSession> {
+    const { memberId } = member;
+    const id = meta.labels[LABELS.sessionId];
+    if (id === undefined) throw new Error("a claim needs the session's id");
+    if ((await this.readPod(id)) !== undefined) throw new BackendConflictError(`a session ${id} exists`);
+    let pod: V1Pod;
+    try {
+      pod = await this.core.readNamespacedPod({ name: this.podName(memberId), namespace: this.options.namespace });
+    } catch (error) {
+      if (codeOf(error) === 404) throw new BackendConflictError(`pool member ${memberId} is gone`);
+      throw unavailable("could not read a pool member", error);
+    }
+    if (pod.metadata?.labels?.[LABELS.pool] === undefined) {
+      throw new BackendConflictError(`pool member ${memberId} was claimed`);
+    }
+    // The member becomes the session: its labels and annotations, in one patch that only applies to
+    // the version just read, so of two replicas claiming it at once one wins and the other is refused.
+    const body = {
+      metadata: {
+        resourceVersion: pod.metadata.resourceVersion,
+        labels: { ...meta.labels, [LABELS.pool]: null },
+        annotations: { ...meta.annotations, [ANNOTATIONS.poolMember]: memberId },
+      },
+    };
+    let claimed: V1Pod;
+    try {
+      claimed = await this.core.patchNamespacedPod(
+        { name: this.podName(memberId), namespace: this.options.namespace, body },
+        setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
+      );
+    } catch (error) {
+      if (codeOf(error) === 409 || codeOf(error) === 404) {
+        throw new BackendConflictError(`pool member ${memberId} was claimed`);
+      }
+      throw unavailable("could not claim a pool member", error);
+    }
+    // Its workspace claim (a persistent workspace) follows it.
+    try {
+      await this.core.patchNamespacedPersistentVolumeClaim(
+        {
+          name: this.claimName(memberId),
+          namespace: this.options.namespace,
+          body: { metadata: { labels: body.metadata.labels, annotations: body.metadata.annotations } },
+        },
+        setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
+      );
+    } catch (error) {
+      if (codeOf(error) !== 404) throw unavailable("could not claim a pool member's workspace", error);
+    }
+    const session = this.fromPod(claimed);
+    if (!session) throw new BackendNotFoundError(`the claimed session ${id} is gone`);
+    return session;
+  }
+
+  async tryLock(name: string, options: { ttlMs: number; image: string }): Promise<boolean> {
+    const lease = `sbx-${this.options.deployment}-lock-${name}`;
+    const namespace = this.options.namespace;
+    for (let attempt = 0; attempt < 2; attempt++) {
+      try {
+        await this.coordination.createNamespacedLease({
+          namespace,
+          body: {
+            metadata: { name: lease, labels: this.ownership() },
+            spec: {
+              holderIdentity: `${hostname()}-${process.pid}`,
+              leaseDurationSeconds: Math.ceil(options.ttlMs / 1000),
+              acquireTime: new V1MicroTime(),
+              renewTime: new V1MicroTime(),
+            },
+          },
+        });
+        return true;
+      } catch (error) {
+        if (codeOf(error) !== 409) throw unavailable("could not take a lock", error);
+      }
+      // Held: by a live holder, or by one that died (then the lease has expired and is broken).
+      const held = await this.coordination.readNamespacedLease({ name: lease, namespace }).catch((error: unknown) => {
+        if (codeOf(error) === 404) return undefined;
+        throw unavailable("could not read a lock", error);
+      });
+      const renewed = held?.spec?.renewTime ? new Date(held.spec.renewTime).getTime() : 0;
+      const expires = renewed + (held?.spec?.leaseDurationSeconds ?? 0) * 1000;
+      if (held && expires > Date.now()) return false;
+      if (held) {
+        // Broken only as it was read: a lease another replica has just taken anew stays.
+        await this.coordination
+          .deleteNamespacedLease({
+            name: lease,
+            namespace,
+            body: { preconditions: { resourceVersion: held.metadata?.resourceVersion ?? "" } },
+          })
+          .catch((error: unknown) => {
+            if (codeOf(error) !== 404 && codeOf(error) !== 409) throw unavailable("could not break a lock", error);
+          });
+      }
+    }
+    return false;
+  }
+
+  async unlock(name: string): Promise<void> {
+    try {
+      await this.coordination.deleteNamespacedLease({
+        name: `sbx-${this.options.deployment}-lock-${name}`,
+        namespace: this.options.namespace,
+      });
+    } catch (error) {
+      if (codeOf(error) !== 404) throw unavailable("could not release a lock", error);
+    }
+  }
+
+  async currentImageId(): Promise<string | undefined> {
+    // A node keeps its own copy of each image; which one a new Pod gets is the kubelet's business.
+    return undefined;
+  }
+
   async destroy(id: string): Promise<boolean> {
     const namespace = this.options.namespace;
     let existed = await this.deletePod(id);
+    const claimName = (await this.readClaim(id))?.metadata?.name;
+    if (claimName === undefined) return existed;
     try {
-      await this.core.deleteNamespacedPersistentVolumeClaim({ name: this.claimName(id), namespace });
+      await this.core.deleteNamespacedPersistentVolumeClaim({ name: claimName, namespace });
       existed = true;
     } catch (error) {
       if (codeOf(error) !== 404) throw unavailable("could not delete the session's workspace claim", error);
@@ -256,7 +434,8 @@ export class KubernetesBackend implements SessionBackend {
     );
     const report = (pod: V1Pod) => {
       const id = pod.metadata?.labels?.[LABELS.sessionId];
-      if (id === undefined) return;
+      // Unclaimed pool members are not sessions; the pool keeps track of them itself.
+      if (id === undefined || pod.metadata?.labels?.[LABELS.pool] !== undefined) return;
       // A Pod going away may be a stop, which only its claim tells.
       if (pod.metadata?.deletionTimestamp && pod.metadata.annotations?.[DELETING_ANNOTATION] !== undefined) {
         this.find(id).then(
@@ -271,7 +450,7 @@ export class KubernetesBackend implements SessionBackend {
     informer.on("update", report);
     informer.on("delete", (pod) => {
       const id = pod.metadata?.labels?.[LABELS.sessionId];
-      if (id === undefined) return;
+      if (id === undefined || pod.metadata?.labels?.[LABELS.pool] !== undefined) return;
       if (pod.metadata?.annotations?.[DELETING_ANNOTATION] !== undefined) {
         // Ours: deleted, or stopped (then the claim says so).
         this.find(id).then(
@@ -320,12 +499,14 @@ export class KubernetesBackend implements SessionBackend {
   /** Deletes the session's Pod, marked first so every replica can tell our delete from someone else's. */
   private async deletePod(id: string): Promise<boolean> {
     const namespace = this.options.namespace;
+    const name = (await this.readPod(id))?.metadata?.name;
+    if (name === undefined) return false;
     try {
       await this.core.patchNamespacedPod(
-        { name: this.podName(id), namespace, body: { metadata: { annotations: { [DELETING_ANNOTATION]: "true" } } } },
+        { name, namespace, body: { metadata: { annotations: { [DELETING_ANNOTATION]: "true" } } } },
         setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
       );
-      await this.core.deleteNamespacedPod({ name: this.podName(id), namespace });
+      await this.core.deleteNamespacedPod({ name, namespace });
       return true;
     } catch (error) {
       if (codeOf(error) !== 404) throw unavailable("could not delete the session Pod", error);
@@ -337,12 +518,7 @@ export class KubernetesBackend implements SessionBackend {
   private async untilGone(id: string, ms: number): Promise<void> {
     const deadline = Date.now() + ms;
     while (Date.now() < deadline) {
-      try {
-        await this.core.readNamespacedPod({ name: this.podName(id), namespace: this.options.namespace });
-      } catch (error) {
-        if (codeOf(error) === 404) return;
-        throw unavailable("could not read the session Pod", error);
-      }
+      if ((await this.readPod(id)) === undefined) return;
       await new Promise((r) => setTimeout(r, 200));
     }
     this.log.warn({ sessionId: id }, "the stopped session's Pod is still going away");
@@ -365,7 +541,7 @@ export class KubernetesBackend implements SessionBackend {
   }
 
   /** The session's Pod: locked down, runnerd's environment only, limits from the request. */
-  podOf(spec: BackendSessionSpec): V1Pod {
+  podOf(spec: BackendSessionSpec, claimName = this.claimName(spec.id)): V1Pod {
     const cpuLimitMilli = Math.round(spec.resources.cpus * 1000);
     const cpuRequestMilli = Math.max(10, Math.round(cpuLimitMilli * this.options.cpuRequestFraction));
     const memory = `${spec.resources.memoryMb}Mi`;
@@ -420,7 +596,7 @@ export class KubernetesBackend implements SessionBackend {
         ],
         volumes: [
           spec.workspace.persistent
-            ? { name: "workspace", persistentVolumeClaim: { claimName: this.claimName(spec.id) } }
+            ? { name: "workspace", persistentVolumeClaim: { claimName } }
             : { name: "workspace", emptyDir: scratch(spec.workspace.sizeMb) },
           { name: "tmp", emptyDir: scratch(DISK_SCRATCH_MB.tmp) },
           { name: "home", emptyDir: scratch(DISK_SCRATCH_MB.home) },

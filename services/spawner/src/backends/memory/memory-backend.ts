@@ -1,12 +1,14 @@
 import { setTimeout as delay } from "node:timers/promises";
-import type { FailureReason, Lease } from "@sbx/protocol";
+import { ANNOTATIONS, type FailureReason, LABELS, type Lease } from "@sbx/protocol";
 import type {
   BackendSession,
   BackendSessionSpec,
   BackendState,
   OwnedObject,
+  PoolMember,
   SessionBackend,
   SessionListener,
+  SessionMeta,
 } from "../backend.js";
 import {
   BackendConflictError,
@@ -48,6 +50,9 @@ export class MemoryBackend implements SessionBackend {
   private readonly entries = new Map<string, Entry>();
   private readonly listeners = new Set<SessionListener>();
   private reachable = true;
+  private readonly locks = new Map<string, number>();
+  /** Pool members claimed so far (for tests). */
+  claims = 0;
   private readonly images: Set<string>;
 
   constructor(private readonly options: MemoryBackendOptions = {}) {
@@ -113,12 +118,69 @@ export class MemoryBackend implements SessionBackend {
 
   async find(id: string): Promise<BackendSession | undefined> {
     this.check();
-    return this.entries.get(id)?.session;
+    const session = this.entries.get(id)?.session;
+    return session && !isMember(session) ? session : undefined;
   }
 
   async list(): Promise<BackendSession[]> {
     this.check();
-    return [...this.entries.values()].map((e) => e.session);
+    return [...this.entries.values()].map((e) => e.session).filter((s) => !isMember(s));
+  }
+
+  async listPool(): Promise<PoolMember[]> {
+    this.check();
+    return [...this.entries.values()].flatMap(({ session }) => {
+      const profile = session.meta.labels[LABELS.pool];
+      if (profile === undefined) return [];
+      return [
+        {
+          memberId: session.id,
+          profile,
+          image: session.meta.annotations[ANNOTATIONS.image] ?? "",
+          imageId: undefined,
+          state: session.state,
+          endpoint: session.endpoint,
+          createdAt: Number(session.meta.annotations[ANNOTATIONS.createdAt] ?? 0),
+        },
+      ];
+    });
+  }
+
+  async claim(member: PoolMember, meta: SessionMeta): Promise<BackendSession> {
+    this.check();
+    const { memberId } = member;
+    const id = meta.labels[LABELS.sessionId] ?? "";
+    const entry = this.entries.get(memberId);
+    if (!entry || !isMember(entry.session) || entry.session.state.phase !== "running") {
+      throw new BackendConflictError(`pool member ${memberId} was claimed or is not ready`);
+    }
+    if (this.entries.has(id)) throw new BackendConflictError(`a session ${id} exists`);
+    this.entries.delete(memberId);
+    entry.session = {
+      ...entry.session,
+      id,
+      meta: { labels: meta.labels, annotations: { ...meta.annotations, [ANNOTATIONS.poolMember]: memberId } },
+    };
+    this.entries.set(id, entry);
+    this.claims++;
+    this.emit(id);
+    return entry.session;
+  }
+
+  async tryLock(name: string, options: { ttlMs: number }): Promise<boolean> {
+    this.check();
+    const held = this.locks.get(name);
+    if (held !== undefined && held > Date.now()) return false;
+    this.locks.set(name, Date.now() + options.ttlMs);
+    return true;
+  }
+
+  async unlock(name: string): Promise<void> {
+    this.locks.delete(name);
+  }
+
+  async currentImageId(): Promise<string | undefined> {
+    return undefined;
   }
 
   async stop(id: string, lease: Lease): Promise<void> {
@@ -226,4 +288,8 @@ export class MemoryBackend implements SessionBackend {
     const session = this.entries.get(id)?.session;
     for (const listener of this.listeners) listener(id, session);
   }
+}
+
+function isMember(session: BackendSession): boolean {
+  return session.meta.labels[LABELS.pool] !== undefined;
 }

@@ -1,0 +1,200 @@
+import { ANNOTATIONS, type FailureReason, LABELS, type Lease } from "@sbx/protocol";
+import type Docker from "dockerode";
+import { z } from "zod";
+import type { BackendSession, BackendState, Endpoint, PoolMember, SessionMeta } from "../backend.js";
+import { RUNNERD_PORT } from "../runtime-contract.js";
+
+export type VolumeInfo = Docker.VolumeInspectInfo & { CreatedAt?: string };
+
+/** What the engine listed, with the exit facts of the containers that have stopped (by container id). */
+export interface EngineObjects {
+  containers: Docker.ContainerInfo[];
+  volumes: VolumeInfo[];
+  exits: ReadonlyMap<string, FailureReason>;
+}
+
+export interface InventorySettings {
+  network: string;
+  access: "address" | "published";
+  /** A workspace volume without its container is a create in progress while younger than this. */
+  orphanVolumeGraceMs: number;
+  now: number;
+}
+
+/** The sessions and the unclaimed pool members those objects make. */
+export interface Inventory {
+  sessions: BackendSession[];
+  members: PoolMember[];
+}
+
+const SELECTOR_KEYS: ReadonlySet<string> = new Set(Object.values(LABELS));
+const ANNOTATION_PREFIXES = ["sbx.dev/", ANNOTATIONS.userPrefix];
+
+/**
+ * How a deployment's Docker objects read as sessions. Containers carry the
+ * truth of sessions created cold; a warm pool member is a container labelled
+ * with its pool, and once claimed (renamed to the session's name) its
+ * session's truth lives on a claim volume, since Docker labels never change;
+ * (one per member: the engine makes a volume of a name once, so of racing
+ * claims the first one's labels stay); a stop marker volume says a stopped container was stopped by the spawner,
+ * with the lease it had; a workspace volume alone is a create in progress or
+ * a container removed behind our back.
+ */
+export function readInventory(objects: EngineObjects, settings: InventorySettings): Inventory {
+  const stops = new Map<string, Record<string, string>>();
+  const claims = new Map<string, Record<string, string>>();
+  const workspaces: VolumeInfo[] = [];
+  for (const volume of objects.volumes) {
+    const labels = volume.Labels ?? {};
+    const id = labels[LABELS.sessionId];
+    const member = labels[ANNOTATIONS.poolMember];
+    if (id === undefined) continue;
+    if (labels[ANNOTATIONS.stoppedAt] !== undefined) stops.set(id, labels);
+    else if (member !== undefined) claims.set(member, labels);
+    else workspaces.push(volume);
+  }
+
+  const sessions: BackendSession[] = [];
+  const members: PoolMember[] = [];
+  const withContainer = new Set<string>();
+  for (const info of objects.containers) {
+    const id = info.Labels[LABELS.sessionId];
+    if (id === undefined) continue;
+    withContainer.add(id);
+    const pool = info.Labels[LABELS.pool];
+    const claim = pool === undefined ? undefined : claims.get(id);
+    if (pool !== undefined && claim === undefined) {
+      const { state, endpoint } = stateOf(info, undefined, objects.exits, settings);
+      if (!state) continue;
+      const annotations = split(info.Labels).annotations;
+      members.push({
+        memberId: id,
+        profile: pool,
+        image: annotations[ANNOTATIONS.image] ?? info.Image,
+        imageId: info.ImageID,
+        state,
+        endpoint,
+        createdAt: Number(annotations[ANNOTATIONS.createdAt] ?? info.Created * 1000),
+      });
+      continue;
+    }
+    // A claimed member is its claim's session; any other container is its own.
+    const labels = claim ?? info.Labels;
+    const sessionId = labels[LABELS.sessionId] ?? id;
+    const { state, endpoint } = stateOf(info, stops.get(sessionId), objects.exits, settings);
+    if (state) sessions.push({ id: sessionId, meta: split(labels), state, endpoint });
+  }
+
+  for (const volume of workspaces) {
+    const labels = volume.Labels ?? {};
+    const id = labels[LABELS.sessionId];
+    if (id === undefined || withContainer.has(id)) continue;
+    const pool = labels[LABELS.pool];
+    if (pool !== undefined) {
+      // A pool member's workspace whose container is gone: claimed (its session lost its container) or not.
+      if (claims.has(id)) continue; // reported from the claim below
+      members.push({
+        memberId: id,
+        profile: pool,
+        image: labels[ANNOTATIONS.image] ?? "",
+        imageId: undefined,
+        state: orphanState(volume, settings),
+        endpoint: undefined,
+        createdAt: Number(labels[ANNOTATIONS.createdAt] ?? 0),
+      });
+      continue;
+    }
+    sessions.push({ id, meta: split(labels), state: orphanState(volume, settings), endpoint: undefined });
+  }
+  for (const [member, labels] of claims) {
+    const id = labels[LABELS.sessionId];
+    if (id === undefined || withContainer.has(member)) continue;
+    sessions.push({ id, meta: split(labels), state: { phase: "failed", reason: removed() }, endpoint: undefined });
+  }
+  return { sessions, members };
+}
+
+/** Docker keeps both layers as labels. */
+export function flatten(meta: SessionMeta): Record<string, string> {
+  return { ...meta.annotations, ...meta.labels };
+}
+
+/** Labels back into the two layers: sbx's selector keys are labels, its other keys annotations. */
+export function split(all: Record<string, string>): SessionMeta {
+  const labels: Record<string, string> = {};
+  const annotations: Record<string, string> = {};
+  for (const [key, value] of Object.entries(all)) {
+    if (SELECTOR_KEYS.has(key)) labels[key] = value;
+    // The image's own labels (and compose's) are not the session's.
+    else if (ANNOTATION_PREFIXES.some((prefix) => key.startsWith(prefix))) annotations[key] = value;
+  }
+  return { labels, annotations };
+}
+
+function stateOf(
+  info: Docker.ContainerInfo,
+  stop: Record<string, string> | undefined,
+  exits: ReadonlyMap<string, FailureReason>,
+  settings: InventorySettings,
+): { state: BackendState | undefined; endpoint: Endpoint | undefined } {
+  let endpoint: Endpoint | undefined;
+  if (settings.access === "address") {
+    const ip = info.NetworkSettings?.Networks?.[settings.network]?.IPAddress;
+    endpoint = ip ? { host: ip, port: RUNNERD_PORT } : undefined;
+  } else {
+    const port = info.Ports.find((p) => p.PrivatePort === RUNNERD_PORT && p.PublicPort > 0)?.PublicPort;
+    endpoint = port ? { host: "127.0.0.1", port } : undefined;
+  }
+  switch (info.State) {
+    case "running":
+    case "paused":
+      // Marked for a stop that is under way; or running (without an address if its network was
+      // taken away: unreachable, not starting).
+      return { state: stop ? { phase: "stopping" } : { phase: "running" }, endpoint };
+    case "created":
+    case "restarting":
+      return { state: { phase: "starting" }, endpoint };
+    case "removing":
+      return { state: { phase: "terminating" }, endpoint };
+    default: {
+      const exit = exits.get(info.Id);
+      if (exit === undefined) return { state: undefined, endpoint: undefined }; // removed while we looked
+      // runnerd exits 0 only when stopped (SIGTERM, by the spawner or by `docker stop`): its state
+      // is on the volume and the session can resume. Anything else is a death.
+      const state: BackendState =
+        exit.code === "exited" && exit.exitCode === 0
+          ? { phase: "stopped", at: stoppedAt(stop) ?? exit.at, lease: stoppedLease(stop) }
+          : { phase: "failed", reason: exit };
+      return { state, endpoint: undefined };
+    }
+  }
+}
+
+function orphanState(volume: VolumeInfo, settings: InventorySettings): BackendState {
+  const createdAt = volume.CreatedAt ? Date.parse(volume.CreatedAt) : Number.NaN;
+  const young = !Number.isFinite(createdAt) || settings.now - createdAt < settings.orphanVolumeGraceMs;
+  return young ? { phase: "starting" } : { phase: "failed", reason: removed() };
+}
+
+function removed(): FailureReason {
+  return { code: "removed", message: "the session container was removed by someone other than the spawner", at: null };
+}
+
+function stoppedAt(labels: Record<string, string> | undefined): number | null {
+  const at = Number(labels?.[ANNOTATIONS.stoppedAt]);
+  return Number.isFinite(at) && at > 0 ? at : null;
+}
+
+const StoppedLeaseSchema = z.object({ expiresAt: z.int(), idleTimeoutMs: z.int() });
+
+function stoppedLease(labels: Record<string, string> | undefined): Lease | undefined {
+  const text = labels?.[ANNOTATIONS.stoppedLease];
+  if (text === undefined) return undefined;
+  try {
+    const parsed = StoppedLeaseSchema.safeParse(JSON.parse(text));
+    return parsed.success ? parsed.data : undefined;
+  } catch (error) {
+    if (error instanceof SyntaxError) return undefined;
+    throw error;
+  }
+}

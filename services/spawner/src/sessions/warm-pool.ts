@@ -1,0 +1,224 @@
+import type { Clock, Logger } from "@sbx/edge";
+import { ANNOTATIONS, LABELS } from "@sbx/protocol";
+import { customAlphabet } from "nanoid";
+import type { BackendSessionSpec, PoolMember, SessionBackend } from "../backends/backend.js";
+import { BackendConflictError } from "../backends/backend-errors.js";
+import { runnerdEnvironment } from "../backends/runtime-contract.js";
+import type { Config, Profile } from "../config.js";
+import type { Metrics } from "../metrics.js";
+import { RunnerdClient } from "../runnerd/runnerd-client.js";
+import { runnerdToken, runnerdTokenSha256 } from "../runnerd/runnerd-token.js";
+import { Deadline } from "./deadline.js";
+import { workspaceText } from "./session-record.js";
+
+const memberSuffix = customAlphabet("0123456789abcdefghijklmnopqrstuvwxyz", 10);
+/** After this many failed starts in a row, a pool waits before trying again (doubling each time). */
+const FAILURES_BEFORE_BACKOFF = 3;
+const MAX_BACKOFF_MS = 5 * 60_000;
+
+/**
+ * Warm pools: per profile, members kept running (created like sessions, with
+ * no identity yet) so that a create of that profile's default image and
+ * resources claims one instead of waiting for a start. Every replica checks
+ * its pools every SPAWNER_POOL_INTERVAL_MS and after each claim; only the
+ * replica holding a pool's lock starts members, and only what brings the pool
+ * back to its size, so replicas never start more than the target between
+ * them. Members whose image went stale, that died or that never became ready
+ * are removed; failing starts back off instead of piling up.
+ */
+export class WarmPool {
+  /** The members this replica saw last, by profile: what a claim picks from without a listing. */
+  private ready = new Map<string, PoolMember[]>();
+  private failures = new Map<string, { count: number; until: number }>();
+  private running: Promise<void> | undefined;
+  private again = false;
+
+  constructor(
+    private readonly config: Config,
+    private readonly backend: SessionBackend,
+    private readonly clock: Clock,
+    private readonly log: Logger,
+    private readonly metrics: Metrics,
+  ) {}
+
+  /** Whether creates of this profile may come from its pool at all. */
+  pooled(profile: string): boolean {
+    return (this.config.profiles.get(profile)?.pool.size ?? 0) > 0;
+  }
+
+  /** Running members of a profile's pool, as last seen, in random order (so replicas rarely pick the same). */
+  candidates(profile: string, image: string): PoolMember[] {
+    const members = (this.ready.get(profile) ?? []).filter(
+      (m) => m.state.phase === "running" && m.endpoint !== undefined && m.image === image,
+    );
+    for (let i = members.length - 1; i > 0; i--) {
+      const j = Math.floor(Math.random() * (i + 1));
+      [members[i], members[j]] = [members[j] as PoolMember, members[i] as PoolMember];
+    }
+    return members;
+  }
+
+  /** A member was claimed (by this replica): it is no longer the pool's, and the pool refills. */
+  claimed(member: PoolMember): void {
+    const members = this.ready.get(member.profile);
+    if (members)
+      this.ready.set(
+        member.profile,
+        members.filter((m) => m.memberId !== member.memberId),
+      );
+    this.metrics.poolClaims.inc({ profile: member.profile });
+    void this.fill();
+  }
+
+  /** Brings every pool back to its size. Runs one at a time; a call while it runs asks for one more run. */
+  fill(): Promise<void> {
+    if (this.running) {
+      this.again = true;
+      return this.running;
+    }
+    this.running = (async () => {
+      do {
+        this.again = false;
+        let members: PoolMember[];
+        try {
+          members = await this.backend.listPool();
+        } catch (error) {
+          this.log.warn({ err: error }, "could not list the warm pools");
+          return;
+        }
+        // Pools configured, and pools no longer configured (or made empty) that still have members.
+        const names = new Set([...this.config.profiles.keys(), ...members.map((m) => m.profile)]);
+        for (const name of names) {
+          const profile = this.config.profiles.get(name);
+          const mine = members.filter((m) => m.profile === name);
+          this.ready.set(name, mine);
+          this.metrics.poolMembers.set({ profile: name }, mine.filter((m) => m.state.phase === "running").length);
+          if ((profile?.pool.size ?? 0) > 0 || mine.length > 0) await this.fillProfile(name, profile);
+        }
+      } while (this.again);
+    })().finally(() => {
+      this.running = undefined;
+    });
+    return this.running;
+  }
+
+  private async fillProfile(name: string, profile: Profile | undefined): Promise<void> {
+    const image = profile?.images[0] ?? "";
+    const size = profile?.pool.size ?? 0;
+    const backoff = this.failures.get(name);
+    if (backoff && backoff.until > this.clock.now()) return;
+    const lock = `pool-${name}`;
+    // The lock's image: any the platform has (a pool's own may be the one that fails to pull).
+    const lockImage = this.config.profiles.get("default")?.images[0] ?? image;
+    if (!(await this.backend.tryLock(lock, { ttlMs: this.config.createTimeoutMs + 30_000, image: lockImage }))) return;
+    try {
+      // Listed again under the lock: what another replica did before we took it counts.
+      const members = (await this.backend.listPool()).filter((m) => m.profile === name);
+      const currentImageId = profile ? await this.backend.currentImageId(image) : undefined;
+      const stale = members.filter((m) => this.isStale(m, image, currentImageId));
+      for (const m of stale) {
+        this.log.info({ profile: name, memberId: m.memberId, state: m.state.phase }, "removing a stale pool member");
+        await this.backend.destroy(m.memberId);
+      }
+      const live = members.filter((m) => !stale.includes(m));
+      // A pool made smaller: the newest members go first.
+      for (const m of live.sort((a, b) => b.createdAt - a.createdAt).slice(0, Math.max(0, live.length - size))) {
+        await this.backend.destroy(m.memberId);
+      }
+      const need = Math.min(size - live.length, profile?.pool.maxStarting ?? 0);
+      if (!profile || need <= 0) return;
+      const started = await Promise.all(Array.from({ length: need }, () => this.startMember(name, profile, image)));
+      const failed = started.filter((ok) => !ok).length;
+      if (failed === 0) {
+        this.failures.delete(name);
+      } else {
+        const count = (this.failures.get(name)?.count ?? 0) + failed;
+        const waitMs =
+          count < FAILURES_BEFORE_BACKOFF ? 0 : Math.min(MAX_BACKOFF_MS, 1000 * 2 ** (count - FAILURES_BEFORE_BACKOFF));
+        this.failures.set(name, { count, until: this.clock.now() + waitMs });
+      }
+      this.ready.set(
+        name,
+        (await this.backend.listPool()).filter((m) => m.profile === name),
+      );
+    } catch (error) {
+      this.log.warn({ profile: name, err: error }, "could not fill the warm pool");
+    } finally {
+      await this.backend.unlock(lock).catch((error: unknown) => {
+        this.log.warn({ profile: name, err: error }, "could not release the warm pool's lock");
+      });
+    }
+  }
+
+  private isStale(member: PoolMember, image: string, currentImageId: string | undefined): boolean {
+    if (member.image !== image) return true; // the profile's image changed (or the profile went)
+    if (currentImageId !== undefined && member.imageId !== undefined && member.imageId !== currentImageId) return true;
+    const { phase } = member.state;
+    if (phase === "failed" || phase === "stopped" || phase === "stopping" || phase === "terminating") return true;
+    // Never became ready: removed, never waited on forever.
+    return phase === "starting" && this.clock.now() - member.createdAt > this.config.createTimeoutMs;
+  }
+
+  /** Starts one member and waits for its runnerd; false (and nothing left) when it does not make it. */
+  private async startMember(name: string, profile: Profile, image: string): Promise<boolean> {
+    const memberId = `p-${memberSuffix()}`;
+    const deadline = new Deadline(this.clock, this.config.createTimeoutMs);
+    try {
+      const made = await this.backend.create(this.memberSpec(memberId, name, profile, image), deadline.signal);
+      if (!made.endpoint) throw new Error("the pool member has no address");
+      const client = new RunnerdClient(made.endpoint, runnerdToken(this.config.runnerdSecret, memberId));
+      for (;;) {
+        try {
+          await client.status(Math.max(100, Math.min(1000, deadline.remainingMs())));
+          break;
+        } catch (error) {
+          if (deadline.expired()) throw error;
+          await new Promise((r) => setTimeout(r, 20));
+        }
+      }
+      this.metrics.poolStarts.inc({ profile: name, outcome: "ready" });
+      this.log.info({ profile: name, memberId }, "pool member ready");
+      return true;
+    } catch (error) {
+      this.metrics.poolStarts.inc({ profile: name, outcome: "failed" });
+      if (!(error instanceof BackendConflictError)) {
+        this.log.warn({ profile: name, memberId, err: error }, "a pool member did not start");
+      }
+      await this.backend.destroy(memberId).catch((cleanup: unknown) => {
+        this.log.error({ memberId, err: cleanup }, "could not remove a pool member that did not start");
+      });
+      return false;
+    } finally {
+      deadline.dispose();
+    }
+  }
+
+  /** A member: a session-to-be of the profile's default image, resources and workspace, and no identity. */
+  private memberSpec(memberId: string, name: string, profile: Profile, image: string): BackendSessionSpec {
+    const resources = this.config.resources.defaults;
+    const workspace = profile.workspace;
+    return {
+      id: memberId,
+      image,
+      meta: {
+        labels: { [LABELS.sessionId]: memberId, [LABELS.pool]: name },
+        annotations: {
+          [ANNOTATIONS.profile]: name,
+          [ANNOTATIONS.image]: image,
+          [ANNOTATIONS.createdAt]: String(this.clock.now()),
+          [ANNOTATIONS.cpus]: String(resources.cpus),
+          [ANNOTATIONS.memoryMb]: String(resources.memoryMb),
+          [ANNOTATIONS.pids]: String(resources.pids),
+          [ANNOTATIONS.workspace]: workspaceText(workspace),
+        },
+      },
+      runnerdEnv: runnerdEnvironment(
+        runnerdTokenSha256(this.config.runnerdSecret, memberId),
+        resources.memoryMb,
+        this.config.runnerdEnv,
+      ),
+      resources,
+      workspace: { persistent: workspace.persistent, sizeMb: workspace.sizeMb, storageClass: workspace.storageClass },
+    };
+  }
+}
