@@ -6,7 +6,6 @@ import { z } from "zod";
 import type {
   BackendSession,
   BackendSessionSpec,
-  BackendState,
   Endpoint,
   OwnedObject,
   PoolMember,
