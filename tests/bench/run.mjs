@@ -5,6 +5,7 @@
 //   node tests/bench/run.mjs runnerd-bench [args...]
 //   node tests/bench/run.mjs spawner-bench [args...]
 //   node tests/bench/run.mjs kubernetes-bench [args...]
+//   node tests/bench/run.mjs sessions-bench [--backend docker|kubernetes] [args...]
 import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { build } from "esbuild";

@@ -60,6 +60,10 @@ export async function removeDeployment(deployment: string): Promise<void> {
   const owned = await backend.owned().catch(() => []);
   const sessions = new Set(owned.flatMap((o) => (o.sessionId === undefined ? [] : [o.sessionId])));
   for (const id of sessions) await backend.destroy(id).catch(() => false);
+  // What is no session's: a warm pool's lock.
+  for (const container of (await backend.owned().catch(() => [])).filter((o) => o.kind === "container")) {
+    await docker("rm", "-f", container.name).catch(() => "");
+  }
   for (const network of owned.filter((o) => o.kind === "network")) {
     await docker("network", "rm", network.name).catch(() => "");
   }

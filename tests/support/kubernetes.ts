@@ -136,18 +136,16 @@ export function kubeBackendOf(deployment: string, kubeconfig = adminKubeconfig()
 }
 
 /** Every Pod and PVC a deployment of the spawner left in the sessions' namespace, as its backend sees them. */
-export async function kubeLeftovers(deployment: string): Promise<{ pods: string[]; pvcs: string[] }> {
+export async function kubeLeftovers(deployment: string): Promise<{ pods: string[]; pvcs: string[]; leases: string[] }> {
   const owned = await kubeBackendOf(deployment).owned();
-  return {
-    pods: owned.filter((o) => o.kind === "pod").map((o) => o.name),
-    pvcs: owned.filter((o) => o.kind === "pvc").map((o) => o.name),
-  };
+  const named = (kind: string) => owned.filter((o) => o.kind === kind).map((o) => o.name);
+  return { pods: named("pod"), pvcs: named("pvc"), leases: named("lease") };
 }
 
 /** Removes everything of a deployment at once; for test teardown, even after a failure. */
 export async function removeKubeDeployment(deployment: string): Promise<void> {
   const selector = `sbx.dev/managed=true,sbx.dev/deployment=${deployment}`;
-  await kubectl("delete", "pods,pvc", "-n", SESSIONS_NAMESPACE, "-l", selector, "--grace-period=0", "--force").catch(
+  await kubectl("delete", "pods,pvc,leases", "-n", SESSIONS_NAMESPACE, "-l", selector, "--grace-period=0", "--force").catch(
     () => "",
   );
 }

@@ -74,7 +74,7 @@ export interface PoolMember {
 
 /** An object a backend made for this deployment (for leftovers checks and operators). */
 export interface OwnedObject {
-  kind: "container" | "volume" | "network" | "pod" | "pvc";
+  kind: "container" | "volume" | "network" | "pod" | "pvc" | "lease";
   name: string;
   sessionId: string | undefined;
 }

@@ -30,6 +30,33 @@ export class RunnerdClient {
     return this.call("PATCH", "/v1/env", patch, EnvPatchResponseSchema, timeoutMs);
   }
 
+  /**
+   * Runs once what a session's first moments use (lease, env, an exec streamed and one waited
+   * for), so that a warm pool member answers its claim at full speed: a fresh runnerd compiles
+   * each path the first time it runs it. Leaves no trace (the execs' records are removed).
+   */
+  async warmUp(timeoutMs: number): Promise<void> {
+    const signal = AbortSignal.timeout(timeoutMs);
+    const base = `http://${this.endpoint.host}:${this.endpoint.port}`;
+    const headers = { authorization: `Bearer ${this.token}`, "content-type": "application/json" };
+    await this.setLease({ expiresAt: Date.now() + 365 * 86_400_000, idleTimeoutMs: 86_400_000 }, timeoutMs);
+    await this.patchEnv({ set: {} }, timeoutMs);
+    for (const [execId, query] of [
+      ["sbx-warm-up-stream", ""],
+      ["sbx-warm-up-wait", "?wait=true"],
+    ] as const) {
+      const response = await fetch(`${base}/v1/execs${query}`, {
+        method: "POST",
+        headers,
+        body: JSON.stringify({ execId, argv: ["true"] }),
+        signal,
+      });
+      await response.text();
+      if (!response.ok) throw new Error(`runnerd answered a warm-up exec with ${response.status}`);
+      await (await fetch(`${base}/v1/execs/${execId}`, { method: "DELETE", headers, signal })).text();
+    }
+  }
+
   private async call<S extends z.ZodType>(
     method: string,
     path: string,

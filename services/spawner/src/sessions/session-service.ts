@@ -328,9 +328,11 @@ export class SessionService {
   private async createOnce({ record, env }: ResolvedSpec): Promise<CreateResult> {
     const deadline = new Deadline(this.clock, this.config.createTimeoutMs);
     try {
-      const existing = await backendCall(record.id, "create", () => this.backend.find(record.id));
+      // One listing answers both: is the session there already, and is there room for it.
+      const sessions = await backendCall(record.id, "create", () => this.backend.list());
+      const existing = sessions.find((s) => s.id === record.id);
       if (existing) return { session: await this.adoptExisting(existing, record.specDigest, deadline), created: false };
-      await this.checkCapacity(record.id, record.org);
+      this.checkCapacity(record.id, record.org, sessions);
       const warm = await this.claimWarm(record, env, deadline);
       if (warm) return warm;
       let made: BackendSession;
@@ -396,18 +398,24 @@ export class SessionService {
       this.pool.claimed(member);
       try {
         if (!made.endpoint) throw new ApiError("RUNNERD_NOT_READY", `session ${record.id} has no address`);
-        // A member another replica has only just started may still be booting its runnerd.
-        const ready = await this.waitReady(record.id, member.memberId, made.endpoint, deadline);
-        const client = this.client(made.endpoint, member.memberId);
+        const endpoint = made.endpoint;
+        const client = this.client(endpoint, member.memberId);
         const lease = { expiresAt: record.expiresAt, idleTimeoutMs: record.idleTimeoutMs };
-        const [, envResult] = await Promise.all([
-          client.setLease(lease, CONTROL_TIMEOUT_MS),
-          Object.keys(env).length > 0 ? client.patchEnv({ set: env }, CONTROL_TIMEOUT_MS) : undefined,
-        ]);
+        const handOver = () =>
+          Promise.all([
+            client.setLease(lease, CONTROL_TIMEOUT_MS),
+            Object.keys(env).length > 0 ? client.patchEnv({ set: env }, CONTROL_TIMEOUT_MS) : undefined,
+          ]);
+        const [, envResult] = await handOver().catch(async (error: unknown) => {
+          // A member another replica has only just started may still be booting its runnerd.
+          if (!(error instanceof ApiError && error.code === "RUNNERD_UNREACHABLE")) throw error;
+          await this.waitReady(record.id, member.memberId, endpoint, deadline);
+          return handOver();
+        });
         if (envResult && envResult.denied.length > 0) {
           throw new ApiError("RUNNERD_NOT_READY", "runnerd did not take the session environment");
         }
-        const status: RunnerdStatus = { ...ready, lease, lastActivityAt: this.clock.now() };
+        const status = { lease, lastActivityAt: this.clock.now() };
         const known = this.registry.remember(claimed, made);
         this.log.info(
           { sessionId: record.id, memberId: member.memberId, org: record.org },
@@ -489,8 +497,7 @@ export class SessionService {
     });
   }
 
-  private async checkCapacity(id: string, org: string): Promise<void> {
-    const sessions = await backendCall(id, "create", () => this.backend.list());
+  private checkCapacity(id: string, org: string, sessions: BackendSession[]): void {
     // Only sessions that hold resources count; the session being created does not count against
     // itself (another replica may have just made it).
     const active = sessions.filter((s) => (s.state.phase === "running" || s.state.phase === "starting") && s.id !== id);
@@ -549,7 +556,11 @@ export class SessionService {
     return phase === "running" ? "ready" : phase;
   }
 
-  private view(known: KnownSession, status: RunnerdStatus | undefined, answered = false): Session {
+  private view(
+    known: KnownSession,
+    status: Pick<RunnerdStatus, "lease" | "lastActivityAt"> | undefined,
+    answered = false,
+  ): Session {
     const { record, state } = known;
     // A stopped session's lease is where its stop recorded it; a running one's is runnerd's.
     const lease = state.phase === "stopped" ? state.lease : status?.lease;

@@ -176,6 +176,22 @@ export class WarmPool {
           await new Promise((r) => setTimeout(r, 20));
         }
       }
+      await client.warmUp(Math.max(1000, deadline.remainingMs()));
+      // Claimable at once by this replica (the others see it at their next listing).
+      const members = [
+        ...(this.ready.get(name) ?? []).filter((m) => m.memberId !== memberId),
+        {
+          memberId,
+          profile: name,
+          image,
+          imageId: undefined,
+          state: { phase: "running" as const },
+          endpoint: made.endpoint,
+          createdAt: this.clock.now(),
+        },
+      ];
+      this.ready.set(name, members);
+      this.metrics.poolMembers.set({ profile: name }, members.filter((m) => m.state.phase === "running").length);
       this.metrics.poolStarts.inc({ profile: name, outcome: "ready" });
       this.log.info({ profile: name, memberId }, "pool member ready");
       return true;

@@ -197,11 +197,12 @@ export class DockerBackend implements SessionBackend {
     const claim = this.claimName(memberId);
     let holder: string | undefined;
     try {
-      await this.docker.createVolume({
+      // The engine's answer is the volume as it is: ours, or the first claim's.
+      const made = await this.createVolumeAsIs({
         Name: claim,
         Labels: { ...flatten(meta), ...this.ownership(), [ANNOTATIONS.poolMember]: memberId },
       });
-      holder = (await this.docker.getVolume(claim).inspect()).Labels?.[LABELS.sessionId];
+      holder = made.Labels?.[LABELS.sessionId];
     } catch (error) {
       throw unavailable("could not claim a pool member", error);
     }
@@ -331,6 +332,21 @@ export class DockerBackend implements SessionBackend {
     // The claim last: until then, what is left is still found as this session.
     if (claim) await this.removeVolume(claim.Name);
     return removed;
+  }
+
+  /** Creates a volume (or finds it made already) and returns the engine's account of it (dockerode's keeps only the name). */
+  private createVolumeAsIs(options: Docker.VolumeCreateOptions): Promise<z.infer<typeof CreatedVolumeSchema>> {
+    return new Promise((resolve, reject) => {
+      this.docker.modem.dial(
+        {
+          path: "/volumes/create?",
+          method: "POST",
+          options,
+          statusCodes: { 200: true, 201: true, 500: "server error" },
+        },
+        (error: unknown, data: unknown) => (error ? reject(error) : resolve(CreatedVolumeSchema.parse(data))),
+      );
+    });
   }
 
   /** True when the container was there to remove. */
@@ -670,6 +686,7 @@ export class DockerBackend implements SessionBackend {
 
 /** On a lock container: when the lock lapses if its holder never releases it. */
 const LOCK_EXPIRES = "sbx.dev/lock-expires";
+const CreatedVolumeSchema = z.object({ Name: z.string(), Labels: z.record(z.string(), z.string()).nullish() });
 
 function failureOf(info: Docker.ContainerInspectInfo, when: string): FailureReason {
   const finished = Date.parse(info.State.FinishedAt);

@@ -479,8 +479,16 @@ export class KubernetesBackend implements SessionBackend {
   }
 
   async owned(): Promise<OwnedObject[]> {
-    const { pods, claims } = await this.listObjects();
+    const [{ pods, claims }, leases] = await Promise.all([
+      this.listObjects(),
+      this.coordination
+        .listNamespacedLease({ namespace: this.options.namespace, labelSelector: this.selector() })
+        .catch((error: unknown) => {
+          throw unavailable("could not list the pools' locks", error);
+        }),
+    ]);
     return [
+      ...leases.items.map((l) => ({ kind: "lease" as const, name: l.metadata?.name ?? "", sessionId: undefined })),
       ...pods.map((p) => ({
         kind: "pod" as const,
         name: p.metadata?.name ?? "",

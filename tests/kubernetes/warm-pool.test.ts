@@ -1,0 +1,32 @@
+import { docker } from "../support/docker.js";
+import {
+  kubeBackendOf,
+  kubeLeftovers,
+  kubernetesUnavailable,
+  loadImages,
+  removeKubeDeployment,
+  startKubeSpawner,
+} from "../support/kubernetes.js";
+import { runWarmPoolSuite } from "../support/warm-pool-suite.js";
+
+const skip = await kubernetesUnavailable();
+if (skip) console.warn(`SKIPPING warm pools on Kubernetes: ${skip}`);
+
+const OTHER_IMAGE = "sbx-runtime:pool-other";
+
+runWarmPoolSuite({
+  backend: "kubernetes",
+  skip,
+  start: (options) => startKubeSpawner(options),
+  members: (deployment) => kubeBackendOf(deployment).listPool(),
+  async otherImage() {
+    await docker("tag", "sbx-runtime:latest", OTHER_IMAGE);
+    await loadImages(OTHER_IMAGE);
+    return OTHER_IMAGE;
+  },
+  async leftovers(deployment) {
+    const left = await kubeLeftovers(deployment);
+    return [...left.pods, ...left.pvcs, ...left.leases];
+  },
+  cleanup: removeKubeDeployment,
+});
