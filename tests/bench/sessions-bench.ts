@@ -39,7 +39,14 @@ async function main() {
     // The same image and resources, with a warm pool: what a create of `warm` claims.
     warm: { images: [RUNTIME_IMAGE], pool: { size: POOL } },
     // Stoppable on Kubernetes needs a workspace on a claim.
-    ...(KUBE ? { durable: { images: [RUNTIME_IMAGE], workspace: { persistent: true, sizeMb: 256, storageClass: STORAGE_CLASS } } } : {}),
+    ...(KUBE
+      ? {
+          durable: {
+            images: [RUNTIME_IMAGE],
+            workspace: { persistent: true, sizeMb: 256, storageClass: STORAGE_CLASS },
+          },
+        }
+      : {}),
   };
   const env = {
     SPAWNER_MAX_SESSIONS_PER_ORG: "100",
@@ -143,7 +150,9 @@ async function main() {
     if (!x) return "";
     return `| ${label} | ${ms(x.median)} | ${ms(x.p90)} | ${(x.median / base).toFixed(2)}× | ${(x.median / cold).toFixed(2)}× |`;
   };
-  console.log(`sessions benchmark (${values.backend}) — ${new Date().toISOString()}, Node ${process.version}, ${cpus().length} CPUs`);
+  console.log(
+    `sessions benchmark (${values.backend}) — ${new Date().toISOString()}, Node ${process.version}, ${cpus().length} CPUs`,
+  );
   console.log(`(median and p90 of ${RUNS} runs each, rotating order)\n`);
   console.log("| → first exec output | median | p90 | vs bare | vs cold create |");
   console.log("|---|---|---|---|---|");
@@ -165,7 +174,7 @@ function bareDockerStarter() {
         Env: [`RUNNERD_TOKEN_SHA256=${"0".repeat(64)}`],
       });
       await container.start();
-      const ip = (await container.inspect()).NetworkSettings.IPAddress;
+      const ip = (await container.inspect()).NetworkSettings.Networks.bridge?.IPAddress;
       await answering(`http://${ip}:7070`);
     });
     return { time, cleanup: async () => void (await container?.remove({ force: true })) };

@@ -1,3 +1,4 @@
+import { afterAll } from "vitest";
 import { docker } from "../support/docker.js";
 import {
   kubeBackendOf,
@@ -12,7 +13,12 @@ import { runWarmPoolSuite } from "../support/warm-pool-suite.js";
 const skip = await kubernetesUnavailable();
 if (skip) console.warn(`SKIPPING warm pools on Kubernetes: ${skip}`);
 
-const OTHER_IMAGE = "sbx-runtime:pool-other";
+const OTHER_IMAGE = "sbx-runtime:pool-other-kube";
+
+// The suite's second tag of the runtime image goes with it.
+afterAll(async () => {
+  await docker("rmi", OTHER_IMAGE).catch(() => "");
+});
 
 runWarmPoolSuite({
   backend: "kubernetes",

@@ -1,3 +1,5 @@
+import { randomBytes } from "node:crypto";
+import { afterAll } from "vitest";
 import { backendOf, docker, dockerUnavailable, leftovers, removeDeployment } from "../support/docker.js";
 import { startSpawner } from "../support/spawner.js";
 import { runWarmPoolSuite } from "../support/warm-pool-suite.js";
@@ -5,7 +7,12 @@ import { runWarmPoolSuite } from "../support/warm-pool-suite.js";
 const skip = await dockerUnavailable();
 if (skip) console.warn(`SKIPPING warm pools on Docker: ${skip}`);
 
-const OTHER_IMAGE = "sbx-runtime:pool-other";
+const OTHER_IMAGE = "sbx-runtime:pool-other-docker";
+
+// The suite's second tag of the runtime image goes with it.
+afterAll(async () => {
+  await docker("rmi", OTHER_IMAGE).catch(() => "");
+});
 
 runWarmPoolSuite({
   backend: "docker",
@@ -15,6 +22,15 @@ runWarmPoolSuite({
   async otherImage() {
     await docker("tag", "sbx-runtime:latest", OTHER_IMAGE);
     return OTHER_IMAGE;
+  },
+  async rebuild(image) {
+    const name = `sbx-rebuild-${randomBytes(3).toString("hex")}`;
+    await docker("create", "--name", name, "sbx-runtime:latest");
+    try {
+      await docker("commit", "--change", `LABEL sbx.test.rebuilt=${name}`, name, image);
+    } finally {
+      await docker("rm", "-f", name);
+    }
   },
   async leftovers(deployment) {
     const left = await leftovers(deployment);

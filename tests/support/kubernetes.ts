@@ -145,9 +145,16 @@ export async function kubeLeftovers(deployment: string): Promise<{ pods: string[
 /** Removes everything of a deployment at once; for test teardown, even after a failure. */
 export async function removeKubeDeployment(deployment: string): Promise<void> {
   const selector = `sbx.dev/managed=true,sbx.dev/deployment=${deployment}`;
-  await kubectl("delete", "pods,pvc,leases", "-n", SESSIONS_NAMESPACE, "-l", selector, "--grace-period=0", "--force").catch(
-    () => "",
-  );
+  await kubectl(
+    "delete",
+    "pods,pvc,leases",
+    "-n",
+    SESSIONS_NAMESPACE,
+    "-l",
+    selector,
+    "--grace-period=0",
+    "--force",
+  ).catch(() => "");
 }
 
 /** A spawner on the host with the Kubernetes backend, acting as the ServiceAccount deploy/kubernetes binds. */

@@ -13,6 +13,8 @@ export interface WarmPoolOptions {
   members(deployment: string): Promise<PoolMember[]>;
   /** A second tag of the runtime image the platform can run (a changed profile image). */
   otherImage(): Promise<string>;
+  /** Makes the image `image` names anew (a rebuilt tag), where the platform tells image ids apart. */
+  rebuild?(image: string): Promise<void>;
   /** Names of every object the deployment still owns. */
   leftovers(deployment: string): Promise<string[]>;
   cleanup(deployment: string): Promise<void>;
@@ -67,11 +69,16 @@ export function runWarmPoolSuite(options: WarmPoolOptions): void {
         .reduce((sum, line) => sum + Number(line.split(" ").at(-1)), 0);
     };
 
+    /** The spawner itself sees the members ready (what its creates claim from). */
+    const spawnerSees = async (spawner: SpawnerHandle, size: number, profile = "default") =>
+      eventually(async () => (await metric(spawner, `sbx_pool_members{profile="${profile}"}`)) === size, 90_000);
+
     it(
       "fills the pool in the background; members are no sessions and take no capacity; a create claims one",
       async () => {
         const spawner = await start({ SPAWNER_POOL_SIZE: "2", SPAWNER_MAX_SESSIONS: "2" });
         expect(await poolFilled(2)).toBe(true);
+        expect(await spawnerSees(spawner, 2)).toBe(true);
         const listed = SessionListResponseSchema.parse((await spawner.json("GET", "/v1/sessions")).body);
         expect(listed.sessions).toEqual([]);
         const before = (await ready()).map((m) => m.memberId);
@@ -118,11 +125,13 @@ export function runWarmPoolSuite(options: WarmPoolOptions): void {
         const [spawner] = running;
         if (!spawner) throw new Error("no spawner");
         expect(await poolFilled(2)).toBe(true);
+        expect(await spawnerSees(spawner, 2)).toBe(true);
         const before = (await ready()).map((m) => m.memberId).sort();
+        const claims = await metric(spawner, "sbx_pool_claims_total");
         const made = await create(spawner, { id: "cold-1", resources: { memoryMb: 384 } });
         expect(made.status, JSON.stringify(made.body)).toBe(201);
         expect((await ready()).map((m) => m.memberId).sort()).toEqual(before);
-        expect(await metric(spawner, "sbx_pool_claims_total")).toBe(1);
+        expect(await metric(spawner, "sbx_pool_claims_total")).toBe(claims);
         expect((await spawner.request("DELETE", "/v1/sessions/cold-1")).status).toBe(204);
       },
       SUITE_TIMEOUT_MS,
@@ -161,6 +170,7 @@ export function runWarmPoolSuite(options: WarmPoolOptions): void {
         })();
         try {
           expect(await poolFilled(3)).toBe(true);
+          for (const r of replicas) expect(await spawnerSees(r, 3)).toBe(true);
           const ids = Array.from({ length: 6 }, (_, i) => `rush-${i}`);
           const results = await Promise.all(
             ids.map((id, i) => create(replicas[i % replicas.length] as SpawnerHandle, { id })),
@@ -197,7 +207,7 @@ export function runWarmPoolSuite(options: WarmPoolOptions): void {
     );
 
     it(
-      "replaces members of an image that is no longer the profile's",
+      "replaces members of an image that is no longer the profile's, or was rebuilt",
       async () => {
         await stopAll();
         const other = await options.otherImage();
@@ -216,6 +226,17 @@ export function runWarmPoolSuite(options: WarmPoolOptions): void {
             return now.length === 1 && now[0]?.image === other && now[0]?.memberId !== old?.memberId;
           }, 90_000),
         ).toBe(true);
+        if (options.rebuild) {
+          // The same tag, rebuilt: its members run what it was, and are replaced too.
+          const before = (await ready("fresh"))[0];
+          await options.rebuild(other);
+          expect(
+            await eventually(async () => {
+              const now = await ready("fresh");
+              return now.length === 1 && now[0]?.memberId !== before?.memberId && now[0]?.imageId !== before?.imageId;
+            }, 90_000),
+          ).toBe(true);
+        }
       },
       SUITE_TIMEOUT_MS,
     );
@@ -249,7 +270,8 @@ export function runWarmPoolSuite(options: WarmPoolOptions): void {
       async () => {
         const spawner = running[0];
         if (!spawner) throw new Error("no spawner");
-        expect((await spawner.request("DELETE", "/v1/sessions/warm-1")).status).toBe(204);
+        const left = SessionListResponseSchema.parse((await spawner.json("GET", "/v1/sessions")).body).sessions;
+        for (const s of left) expect((await spawner.request("DELETE", `/v1/sessions/${s.id}`)).status).toBe(204);
         expect(
           await eventually(async () => (await options.leftovers(spawner.deployment)).length === 0, 90_000),
           (await options.leftovers(spawner.deployment)).join(", "),

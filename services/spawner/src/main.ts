@@ -98,7 +98,11 @@ async function main(): Promise<void> {
     server.closeAllConnections();
     metricsServer.close();
     spawner.proxy.close();
-    process.exit(0);
+    // A pool's lock held now is given back, so that another replica (or this one restarted)
+    // fills the pool at once instead of after the lock's expiry.
+    const exit = () => process.exit(0);
+    setTimeout(exit, 2000).unref();
+    void spawner.pool.close().finally(exit);
   };
   for (const signal of ["SIGTERM", "SIGINT"] as const) process.on(signal, shutdown);
 }

@@ -15,6 +15,8 @@ const memberSuffix = customAlphabet("0123456789abcdefghijklmnopqrstuvwxyz", 10);
 /** After this many failed starts in a row, a pool waits before trying again (doubling each time). */
 const FAILURES_BEFORE_BACKOFF = 3;
 const MAX_BACKOFF_MS = 5 * 60_000;
+/** How long after a claim its pool starts refilling. */
+const REFILL_DELAY_MS = 500;
 
 /**
  * Warm pools: per profile, members kept running (created like sessions, with
@@ -32,6 +34,9 @@ export class WarmPool {
   private failures = new Map<string, { count: number; until: number }>();
   private running: Promise<void> | undefined;
   private again = false;
+  private closed = false;
+  /** Pool locks this replica holds right now (given back at close). */
+  private readonly held = new Set<string>();
 
   constructor(
     private readonly config: Config,
@@ -67,11 +72,20 @@ export class WarmPool {
         members.filter((m) => m.memberId !== member.memberId),
       );
     this.metrics.poolClaims.inc({ profile: member.profile });
-    void this.fill();
+    // Shortly, not at once: starting a container is heavy, and the new session's first calls
+    // (made right after its create answered) should not wait behind it.
+    setTimeout(() => void this.fill(), REFILL_DELAY_MS).unref();
+  }
+
+  /** Stops filling and gives back the locks held (members being started are left to the next filler). */
+  async close(): Promise<void> {
+    this.closed = true;
+    await Promise.all([...this.held].map((lock) => this.backend.unlock(lock).catch(() => undefined)));
   }
 
   /** Brings every pool back to its size. Runs one at a time; a call while it runs asks for one more run. */
   fill(): Promise<void> {
+    if (this.closed) return Promise.resolve();
     if (this.running) {
       this.again = true;
       return this.running;
@@ -110,7 +124,9 @@ export class WarmPool {
     const lock = `pool-${name}`;
     // The lock's image: any the platform has (a pool's own may be the one that fails to pull).
     const lockImage = this.config.profiles.get("default")?.images[0] ?? image;
+    if (this.closed) return;
     if (!(await this.backend.tryLock(lock, { ttlMs: this.config.createTimeoutMs + 30_000, image: lockImage }))) return;
+    this.held.add(lock);
     try {
       // Listed again under the lock: what another replica did before we took it counts.
       const members = (await this.backend.listPool()).filter((m) => m.profile === name);
@@ -144,6 +160,7 @@ export class WarmPool {
     } catch (error) {
       this.log.warn({ profile: name, err: error }, "could not fill the warm pool");
     } finally {
+      this.held.delete(lock);
       await this.backend.unlock(lock).catch((error: unknown) => {
         this.log.warn({ profile: name, err: error }, "could not release the warm pool's lock");
       });
