@@ -23,7 +23,8 @@ afterAll(async () => {
 runWarmPoolSuite({
   backend: "kubernetes",
   skip,
-  start: (options) => startKubeSpawner(options),
+  // A single node of 2 CPUs holds the suite's dozen Pods at a smaller request each.
+  start: (options) => startKubeSpawner({ ...options, env: { SPAWNER_DEFAULT_CPUS: "0.5", ...options.env } }),
   members: (deployment) => kubeBackendOf(deployment).listPool(),
   async otherImage() {
     await docker("tag", "sbx-runtime:latest", OTHER_IMAGE);

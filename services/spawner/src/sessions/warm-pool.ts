@@ -138,10 +138,15 @@ export class WarmPool {
       }
       const live = members.filter((m) => !stale.includes(m));
       // A pool made smaller: the newest members go first.
-      for (const m of live.sort((a, b) => b.createdAt - a.createdAt).slice(0, Math.max(0, live.length - size))) {
-        await this.backend.destroy(m.memberId);
-      }
-      const need = Math.min(size - live.length, profile?.pool.maxStarting ?? 0);
+      const surplus = live.sort((a, b) => b.createdAt - a.createdAt).slice(0, Math.max(0, live.length - size));
+      for (const m of surplus) await this.backend.destroy(m.memberId);
+      // Whatever is still listed counts, removed or not: a member that would not go (or is still
+      // going) never makes room for another, so no failure ever grows the pool past its size.
+      const left =
+        stale.length + surplus.length === 0
+          ? members.length
+          : (await this.backend.listPool()).filter((m) => m.profile === name).length;
+      const need = Math.min(size - left, profile?.pool.maxStarting ?? 0);
       if (!profile || need <= 0) return;
       const started = await Promise.all(Array.from({ length: need }, () => this.startMember(name, profile, image)));
       const failed = started.filter((ok) => !ok).length;

@@ -138,11 +138,16 @@ export class KubernetesBackend implements SessionBackend {
     return claim && this.isOurs(claim.metadata?.labels) ? this.fromOrphanClaim(claim) : undefined;
   }
 
-  /** The session's Pod: by its name, or (a claimed pool member's) by its session label. */
-  private async readPod(id: string): Promise<V1Pod | undefined> {
+  /**
+   * The session's Pod: by its name, or (a claimed pool member's) by its session label. Never a
+   * claimed member's Pod by the member's id; an unclaimed member's only when `members` says so.
+   */
+  private async readPod(id: string, members = false): Promise<V1Pod | undefined> {
     try {
       const pod = await this.core.readNamespacedPod({ name: this.podName(id), namespace: this.options.namespace });
-      if (this.isOurs(pod.metadata?.labels) && pod.metadata?.labels?.[LABELS.pool] === undefined) return pod;
+      const labels = pod.metadata?.labels;
+      const member = labels?.[LABELS.pool] !== undefined;
+      if (this.isOurs(labels) && labels?.[LABELS.sessionId] === id && (members || !member)) return pod;
     } catch (error) {
       if (codeOf(error) !== 404) throw unavailable("could not read the session Pod", error);
     }
@@ -156,12 +161,15 @@ export class KubernetesBackend implements SessionBackend {
   }
 
   /** The session's workspace claim: by its name, or (a claimed pool member's) by its session label. */
-  private async readClaim(id: string): Promise<V1PersistentVolumeClaim | undefined> {
+  private async readClaim(id: string, members = false): Promise<V1PersistentVolumeClaim | undefined> {
     try {
-      return await this.core.readNamespacedPersistentVolumeClaim({
+      const claim = await this.core.readNamespacedPersistentVolumeClaim({
         name: this.claimName(id),
         namespace: this.options.namespace,
       });
+      // A claimed pool member's workspace is its session's now, not the member id's.
+      const labels = claim.metadata?.labels;
+      if (labels?.[LABELS.sessionId] === id && (members || labels[LABELS.pool] === undefined)) return claim;
     } catch (error) {
       if (codeOf(error) !== 404) throw unavailable("could not read the session's workspace claim", error);
     }
@@ -412,8 +420,8 @@ export class KubernetesBackend implements SessionBackend {
 
   async destroy(id: string): Promise<boolean> {
     const namespace = this.options.namespace;
-    let existed = await this.deletePod(id);
-    const claimName = (await this.readClaim(id))?.metadata?.name;
+    let existed = await this.deletePod(id, true);
+    const claimName = (await this.readClaim(id, true))?.metadata?.name;
     if (claimName === undefined) return existed;
     try {
       await this.core.deleteNamespacedPersistentVolumeClaim({ name: claimName, namespace });
@@ -505,9 +513,9 @@ export class KubernetesBackend implements SessionBackend {
   // ---- internals -------------------------------------------------------
 
   /** Deletes the session's Pod, marked first so every replica can tell our delete from someone else's. */
-  private async deletePod(id: string): Promise<boolean> {
+  private async deletePod(id: string, members = false): Promise<boolean> {
     const namespace = this.options.namespace;
-    const name = (await this.readPod(id))?.metadata?.name;
+    const name = (await this.readPod(id, members))?.metadata?.name;
     if (name === undefined) return false;
     try {
       await this.core.patchNamespacedPod(
