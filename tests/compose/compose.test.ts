@@ -6,7 +6,8 @@ import { promisify } from "node:util";
 import { ExecResultSchema, SessionResponseSchema } from "@sbx/protocol";
 import { DockerComposeEnvironment, type StartedDockerComposeEnvironment, Wait } from "testcontainers";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { docker, dockerUnavailable, inspect, leftovers, removeDeployment } from "../support/docker.js";
+import { backendOf, docker, dockerUnavailable, inspect, leftovers, removeDeployment } from "../support/docker.js";
+import { eventually } from "../support/proc.js";
 
 const run = promisify(execFile);
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
@@ -81,7 +82,22 @@ describe.skipIf(skip !== undefined)("docker compose up, then a signed curl", () 
     await docker("network", "rm", env.SBX_NETWORK).catch(() => "");
   });
 
-  it("creates a session, runs a command in it and deletes it, signed by scripts/sbx-curl", async () => {
+  const metric = async (name: string) => {
+    const text = await (await fetch(`http://127.0.0.1:${env.SBX_METRICS_PORT}/metrics`)).text();
+    return Number(
+      text
+        .split("\n")
+        .find((line) => line.startsWith(name))
+        ?.split(" ")
+        .at(-1) ?? 0,
+    );
+  };
+
+  it("creates a session from the warm pool, runs a command in it and deletes it, signed by scripts/sbx-curl", async () => {
+    // The pool compose keeps fills in the background; the first sessions claim from it.
+    expect(await eventually(async () => (await metric('sbx_pool_members{profile="default"}')) === 2, 60_000)).toBe(
+      true,
+    );
     const created = SessionResponseSchema.parse(
       JSON.parse((await curl("POST", "/v1/sessions", '{"org":"smoke"}')).stdout),
     );
@@ -94,7 +110,16 @@ describe.skipIf(skip !== undefined)("docker compose up, then a signed curl", () 
     });
     const deleted = await curl("DELETE", `/v1/sessions/${id}`, "-", "-o", "/dev/null", "-w", "%{http_code}");
     expect(deleted.stdout).toBe("204");
-    expect((await leftovers(env.SBX_DEPLOYMENT)).containers).toEqual([]);
+    expect(await metric("sbx_pool_claims_total")).toBe(1);
+    // What is left is the pool, refilled: no container of the session.
+    expect(
+      await eventually(async () => {
+        const pool = await backendOf(env.SBX_DEPLOYMENT).listPool();
+        const members = pool.map((m) => `sbx-${env.SBX_DEPLOYMENT}-${m.memberId}`);
+        const left = (await leftovers(env.SBX_DEPLOYMENT)).containers;
+        return left.length === 2 && left.every((name) => members.includes(name));
+      }, 30_000),
+    ).toBe(true);
     const logs = await docker("logs", `${project}-spawner-1`);
     expect(logs).toContain("DEVELOPMENT secrets published in the README");
   });
