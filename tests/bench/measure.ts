@@ -1,6 +1,7 @@
 // What both benchmarks measure with: order statistics, timing, an HTTP
-// keep-alive client, and an SSE reader that counts decoded payload bytes.
+// keep-alive client, and SSE and binary-frame readers that count decoded payload bytes.
 import http from "node:http";
+import { BinaryFrameDecoder, EXEC_FRAMES_MEDIA_TYPE, type ExecEvent } from "@sbx/protocol";
 import { createParser } from "eventsource-parser";
 
 export function percentile(sorted: number[], p: number): number {
@@ -90,4 +91,41 @@ export async function measureAlternating(
     }
   }
   return samples;
+}
+
+/**
+ * Reads an exec's binary frame stream to its end with the protocol's decoder
+ * (as the SDK does) and returns the stdout payload bytes; fails unless the
+ * exec completed with no gap.
+ */
+export function readFramesPayload(url: string, headers: Record<string, string>, body: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const decoder = new BinaryFrameDecoder();
+    let bytes = 0;
+    let exit: ExecEvent | undefined;
+    let gap = false;
+    const req = http.request(url, { method: "POST", agent, headers }, (response) => {
+      if (!response.headers["content-type"]?.startsWith(EXEC_FRAMES_MEDIA_TYPE)) {
+        reject(new Error(`asked for frames, got ${response.headers["content-type"]}`));
+        response.resume();
+        return;
+      }
+      response.on("data", (chunk: Buffer) => {
+        for (const frame of decoder.push(chunk)) {
+          if (frame.kind !== "event") continue;
+          if (frame.event.type === "stdout") bytes += frame.payloadBytes;
+          else if (frame.event.type === "exit") exit = frame.event;
+          else if (frame.event.type === "gap") gap = true;
+        }
+      });
+      response.on("end", () => {
+        const outcome = exit?.type === "exit" ? exit.data.outcome : "none";
+        if (outcome !== "completed" || gap) reject(new Error(`stream incomplete (gap: ${gap}, exit: ${outcome})`));
+        else resolve(bytes);
+      });
+      response.on("error", reject);
+    });
+    req.on("error", reject);
+    req.end(body);
+  });
 }

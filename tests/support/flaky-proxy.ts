@@ -1,4 +1,5 @@
 import net from "node:net";
+import { EXEC_FRAMES_MEDIA_TYPE } from "@sbx/protocol";
 
 export interface FlakyProxy {
   url: string;
@@ -31,7 +32,9 @@ export async function startFlakyProxy(target: URL, cutAfter: { min: number; max:
     };
     client.on("data", (chunk) => upstream.write(chunk));
     upstream.on("data", (chunk: Buffer) => {
-      if (!streaming && chunk.includes("text/event-stream")) streaming = true;
+      if (!streaming && (chunk.includes("text/event-stream") || chunk.includes(EXEC_FRAMES_MEDIA_TYPE))) {
+        streaming = true;
+      }
       if (streaming) {
         sent += chunk.length;
         if (sent > limit) {

@@ -1,9 +1,9 @@
-import { decodeSseEvent, type ExecEvent } from "@sbx/protocol";
+import { BinaryFrameDecoder, decodeSseEvent, EXEC_FRAMES_MEDIA_TYPE, type ExecEvent } from "@sbx/protocol";
 import { createParser } from "eventsource-parser";
 
 export interface ReadResult {
   events: ExecEvent[];
-  /** SSE comment lines seen (heartbeats). */
+  /** SSE comment lines seen (heartbeats); over binary frames, `keep-alive` per heartbeat and each notice's text. */
   comments: string[];
   /** How the read ended: the server closed the stream, we stopped it, or the connection broke. */
   end: "closed" | "stopped" | "broken";
@@ -11,8 +11,9 @@ export interface ReadResult {
 }
 
 /**
- * Reads an exec event stream, validating each event against the protocol.
- * `stopWhen` drops the connection (like a client going away) once it returns true.
+ * Reads an exec event stream, SSE or binary frames (by its content type),
+ * validating each event against the protocol. `stopWhen` drops the
+ * connection (like a client going away) once it returns true.
  */
 export async function readEvents(
   response: Response,
@@ -31,13 +32,26 @@ export async function readEvents(
     },
     onComment: (comment) => comments.push(comment),
   });
+  const frames = response.headers.get("content-type")?.startsWith(EXEC_FRAMES_MEDIA_TYPE)
+    ? new BinaryFrameDecoder()
+    : undefined;
   const reader = response.body.getReader();
   const decoder = new TextDecoder();
   try {
     for (;;) {
       const { done, value } = await reader.read();
       if (done) return { events, comments, end: "closed" };
-      parser.feed(decoder.decode(value, { stream: true }));
+      if (frames) {
+        for (const frame of frames.push(value)) {
+          if (stop) break;
+          if (frame.kind === "heartbeat") comments.push("keep-alive");
+          else if (frame.kind === "notice") comments.push(frame.text);
+          else {
+            events.push(frame.event);
+            if (stopWhen?.(frame.event, events)) stop = true;
+          }
+        }
+      } else parser.feed(decoder.decode(value, { stream: true }));
       if (stop) {
         await reader.cancel();
         return { events, comments, end: "stopped" };

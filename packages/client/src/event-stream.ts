@@ -1,13 +1,38 @@
-import { decodeSseEvent, type ExecEvent } from "@sbx/protocol";
+import { BinaryFrameDecoder, decodeSseEvent, EXEC_FRAMES_MEDIA_TYPE, type ExecEvent, SSE_FRAMING } from "@sbx/protocol";
 import { createParser } from "eventsource-parser";
 
+/** What the SDK asks exec event routes for: binary frames, else SSE (a server that has no frames answers SSE). */
+export const EVENT_STREAM_ACCEPT = `${EXEC_FRAMES_MEDIA_TYPE}, ${SSE_FRAMING.mediaType.split(";")[0]};q=0.9`;
+
 /**
- * The exec events of one SSE response body, validated against the protocol,
- * in order. Heartbeat comments are skipped. Returns normally when the
- * server closes the stream (with or without an exit event: the caller
- * decides), throws when the connection breaks.
+ * The exec events of one response body, in order, in whichever framing the
+ * server answered with (its content type): binary frames or SSE. Heartbeats
+ * are skipped. Returns normally when the server closes the stream (with or
+ * without an exit event: the caller decides), throws when the connection
+ * breaks or a frame is malformed.
  */
-export async function* readExecEvents(body: ReadableStream<Uint8Array>): AsyncGenerator<ExecEvent> {
+export function readExecEvents(
+  body: ReadableStream<Uint8Array>,
+  contentType: string | null,
+): AsyncGenerator<ExecEvent> {
+  return contentType?.startsWith(EXEC_FRAMES_MEDIA_TYPE) ? readFrameEvents(body) : readSseEvents(body);
+}
+
+async function* readFrameEvents(body: ReadableStream<Uint8Array>): AsyncGenerator<ExecEvent> {
+  const decoder = new BinaryFrameDecoder();
+  const reader = body.getReader();
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) return;
+      for (const frame of decoder.push(value)) if (frame.kind === "event") yield frame.event;
+    }
+  } finally {
+    await reader.cancel().catch(() => undefined);
+  }
+}
+
+async function* readSseEvents(body: ReadableStream<Uint8Array>): AsyncGenerator<ExecEvent> {
   const ready: ExecEvent[] = [];
   let invalid: unknown;
   const parser = createParser({

@@ -150,7 +150,7 @@ export class ExecHandle implements AsyncIterable<ExecEvent> {
         const response = await this.open();
         const body = response.body;
         if (!body) throw new ConnectionError("empty event stream", "EMPTY_STREAM", response.status);
-        for await (const event of readExecEvents(body)) {
+        for await (const event of readExecEvents(body, response.headers.get("content-type"))) {
           // Replays start after our cursor; this guard keeps "exactly once" even if one did not.
           if (event.seq <= this.lastSeq) continue;
           this.lastSeq = event.seq;

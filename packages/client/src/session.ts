@@ -28,6 +28,7 @@ import {
 import type { z } from "zod";
 import { packDirectory, type TransferProgress, unpackDirectory } from "./directory-archive.js";
 import { ConnectionError } from "./errors.js";
+import { EVENT_STREAM_ACCEPT } from "./event-stream.js";
 import { ExecHandle, type ExecOptions, type ExecWaitResult } from "./exec-handle.js";
 import { queryString, type Transport } from "./transport.js";
 
@@ -85,7 +86,11 @@ export class SessionHandle {
     const execId = request.execId ?? randomBytes(8).toString("hex");
     const body = { ...request, execId };
     const channel = this.channel(execId, () =>
-      this.transport.send("POST", `${this.base}/execs`, { body: { json: body }, signal: options.signal }),
+      this.transport.send("POST", `${this.base}/execs`, {
+        body: { json: body },
+        headers: { accept: EVENT_STREAM_ACCEPT },
+        signal: options.signal,
+      }),
     );
     try {
       return new ExecHandle(execId, channel, await channel.start(), false, 0, options);
@@ -258,7 +263,10 @@ export class SessionHandle {
     return {
       start,
       attach: (afterSeq: number, signal: AbortSignal | undefined) =>
-        this.transport.send("GET", `${path}/events`, { headers: { "last-event-id": String(afterSeq) }, signal }),
+        this.transport.send("GET", `${path}/events`, {
+          headers: { "last-event-id": String(afterSeq), accept: EVENT_STREAM_ACCEPT },
+          signal,
+        }),
       cancel: async (signal: Signal, graceMs: number | undefined) => {
         await this.cancelExec(execId, signal, graceMs);
       },

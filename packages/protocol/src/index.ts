@@ -2,6 +2,7 @@ export * from "./env-config.js";
 export * from "./env-policy.js";
 export * from "./errors.js";
 export * from "./events.js";
+export * from "./exec-frames.js";
 export * from "./hmac.js";
 export * from "./labels.js";
 export * from "./output-frames.js";

@@ -1,9 +1,11 @@
 import type { Clock, Timer } from "@sbx/edge";
-import { encodeSseEvent, SSE_HEARTBEAT } from "@sbx/protocol";
+import { type EventFraming, storedSize } from "@sbx/protocol";
 import type { Exec, ExecConsumer } from "./exec.js";
 import type { Frame } from "./ring-buffer.js";
 
 export interface EventStreamOptions {
+  /** How events go on the wire: SSE, or binary frames. */
+  framing: EventFraming;
   /** Replay events with seq greater than this. */
   afterSeq: number;
   /** Keep following live events until the exit event (false: replay what is there, then end). */
@@ -15,9 +17,7 @@ export interface EventStreamOptions {
   onCut?: () => void;
 }
 
-const encoder = new TextEncoder();
-const HEARTBEAT = encoder.encode(SSE_HEARTBEAT);
-const CUT_NOTICE = encoder.encode(": fell behind the output; re-attach with Last-Event-ID to resume\n\n");
+const CUT_NOTICE = "fell behind the output; re-attach with Last-Event-ID to resume";
 /** Frames handed to the HTTP layer per pull; it asks again when the socket drains. */
 const FRAMES_PER_PULL = 64;
 /** Bytes queued between this stream and the socket before pulls stop. */
@@ -43,6 +43,7 @@ export function execEventStream(exec: Exec, options: EventStreamOptions): Readab
   let done = false;
   let closed = false;
   let controllerRef: ReadableStreamDefaultController<Uint8Array> | undefined;
+  const encode = options.framing.encode;
 
   const stop = () => {
     done = true;
@@ -68,12 +69,12 @@ export function execEventStream(exec: Exec, options: EventStreamOptions): Readab
       for (const frame of frames) {
         if (frame.seq <= last) continue;
         backlog.push(frame);
-        backlogBytes += frame.bytes.length;
+        backlogBytes += storedSize(frame);
       }
       if (backlogBytes > options.backlogBytes && controllerRef) {
         options.onCut?.();
         // What is already queued still reaches the client, then the stream ends without an exit event.
-        controllerRef.enqueue(CUT_NOTICE);
+        controllerRef.enqueue(options.framing.notice(CUT_NOTICE));
         finish(controllerRef);
       }
     },
@@ -82,7 +83,7 @@ export function execEventStream(exec: Exec, options: EventStreamOptions): Readab
   const beat = () => {
     const controller = controllerRef;
     // Only on an idle queue: a stalled reader must not accumulate heartbeats.
-    if (!done && controller && controller.desiredSize === QUEUE_BYTES) controller.enqueue(HEARTBEAT);
+    if (!done && controller && controller.desiredSize === QUEUE_BYTES) controller.enqueue(options.framing.heartbeat);
     if (!done) heartbeat = options.clock.setTimeout(beat, options.heartbeatMs);
   };
 
@@ -112,8 +113,8 @@ export function execEventStream(exec: Exec, options: EventStreamOptions): Readab
             while (backlogHead < backlog.length && handed < FRAMES_PER_PULL) {
               const frame = backlog[backlogHead++];
               if (!frame) continue;
-              controller.enqueue(frame.bytes);
-              backlogBytes -= frame.bytes.length;
+              controller.enqueue(encode(frame));
+              backlogBytes -= storedSize(frame);
               cursor = frame.seq;
               handed++;
             }
@@ -125,12 +126,12 @@ export function execEventStream(exec: Exec, options: EventStreamOptions): Readab
           }
           const { gap, frames } = exec.read(cursor ?? options.afterSeq, FRAMES_PER_PULL);
           if (gap) {
-            controller.enqueue(encoder.encode(encodeSseEvent({ seq: gap.toSeq, type: "gap", data: gap })));
+            controller.enqueue(encode({ seq: gap.toSeq, type: "gap", json: JSON.stringify(gap) }));
             cursor = gap.toSeq;
           } else if (cursor === undefined) {
             cursor = options.afterSeq;
           }
-          for (const frame of frames) controller.enqueue(frame.bytes);
+          for (const frame of frames) controller.enqueue(encode(frame));
           const last = frames.at(-1);
           if (last) cursor = last.seq;
           const caughtUp = frames.length < FRAMES_PER_PULL;

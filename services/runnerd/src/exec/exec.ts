@@ -6,13 +6,9 @@ import {
   ApiError,
   type Encoding,
   type ExecError,
-  type ExecEvent,
   type ExecInfo,
   type ExecOutcome,
   type ExitData,
-  encodeBase64OutputFrame,
-  encodeSseEvent,
-  encodeUtf8OutputFrame,
   type OutputStream,
   type Signal,
 } from "@sbx/protocol";
@@ -80,9 +76,6 @@ export interface ExecSnapshot {
   exit: ExitData;
   ring: RingSnapshot;
 }
-
-/** An event before it is numbered. */
-type EventBody = ExecEvent extends infer E ? (E extends ExecEvent ? Omit<E, "seq"> : never) : never;
 
 /**
  * One process started through the API and everything it emits: sequence-
@@ -193,7 +186,8 @@ export class Exec {
     child.on("exit", (code, signal) => this.onMainExit(code, signal));
     this.wireOutput(child);
     this.wireStdin(child);
-    this.append({ type: "started", data: { execId: this.execId, pid: child.pid, startedAt: this.startedAt } });
+    const started = { execId: this.execId, pid: child.pid, startedAt: this.startedAt };
+    this.appendFrame((seq) => ({ seq, type: "started", json: JSON.stringify(started) }));
   }
 
   /** Frames after `afterSeq` (a gap first if some were evicted), at most `maxFrames`. */
@@ -369,14 +363,15 @@ export class Exec {
     if (this.exitData !== undefined) return;
     for (const tap of this.taps) tap.onOutput(stream, chunk);
     if (this.chunkers) this.appendText(stream, this.chunkers[stream].push(chunk));
-    else this.appendFrame((seq) => encodeBase64OutputFrame(seq, stream, chunk));
+    else this.appendFrame((seq) => ({ seq, type: stream, base64: true, bytes: chunk }));
   }
 
   /** Text output: valid UTF-8 takes the fast encoder; anything else is decoded with U+FFFD replacements. */
   private appendText(stream: OutputStream, bytes: Buffer): void {
     if (bytes.length === 0) return;
-    if (isUtf8(bytes)) this.appendFrame((seq) => encodeUtf8OutputFrame(seq, stream, bytes));
-    else this.append({ type: stream, data: { text: bytes.toString("utf8") } });
+    // Invalid UTF-8 is kept as its decoding, with U+FFFD replacements: what every reader gets.
+    const text = isUtf8(bytes) ? bytes : Buffer.from(bytes.toString("utf8"));
+    this.appendFrame((seq) => ({ seq, type: stream, base64: false, bytes: text }));
   }
 
   private onPipeClosed(): void {
@@ -425,7 +420,7 @@ export class Exec {
     this.exitData = exit;
     this.endedAtValue = this.deps.clock.now();
     const seq = this.ring.lastSeq + 1;
-    this.ring.appendFinal({ seq, bytes: Buffer.from(encodeSseEvent({ seq, type: "exit", data: exit })) });
+    this.ring.appendFinal({ seq, type: "exit", json: JSON.stringify(exit) });
     for (const consumer of this.consumers) consumer.wake();
     this.deps.log.info(
       { execId: this.execId, tag: this.tag, pid: this.pidValue, outcome: exit.outcome, exitCode: exit.exitCode },
@@ -491,13 +486,9 @@ export class Exec {
     this.escalation = this.deps.clock.setTimeout(step, Math.min(100, graceMs));
   }
 
-  private append(body: EventBody): void {
-    this.appendFrame((seq) => Buffer.from(encodeSseEvent({ ...body, seq })));
-  }
-
-  private appendFrame(encode: (seq: number) => Buffer): void {
+  private appendFrame(make: (seq: number) => Frame): void {
     const seq = this.ring.lastSeq + 1;
-    this.notifyEvicted(this.ring.append({ seq, bytes: encode(seq) }));
+    this.notifyEvicted(this.ring.append(make(seq)));
     for (const consumer of this.consumers) consumer.wake();
   }
 

@@ -1,7 +1,12 @@
 import { describe, expect, it } from "vitest";
 import { type Frame, RingBuffer } from "./ring-buffer.js";
 
-const frame = (seq: number, size = 10): Frame => ({ seq, bytes: Buffer.alloc(size, seq % 256) });
+const frame = (seq: number, size = 10): Frame => ({
+  seq,
+  type: "stdout",
+  base64: true,
+  bytes: Buffer.alloc(size, seq % 256),
+});
 const seqs = (frames: readonly Frame[]) => frames.map((f) => f.seq);
 
 describe("RingBuffer", () => {

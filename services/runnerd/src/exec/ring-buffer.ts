@@ -1,10 +1,9 @@
+import { type StoredEvent, storedSize } from "@sbx/protocol";
+
 const NONE: readonly Frame[] = Object.freeze([]);
 
-/** One encoded event: its sequence number and the exact bytes sent on the wire. */
-export interface Frame {
-  readonly seq: number;
-  readonly bytes: Buffer;
-}
+/** One event as kept: output as raw bytes, other events as JSON; each consumer encodes it for its wire. */
+export type Frame = StoredEvent;
 
 /** A ring's retained frames, oldest first, and what came before them. */
 export interface RingSnapshot {
@@ -60,7 +59,7 @@ export class RingBuffer {
   append(frame: Frame): readonly Frame[] {
     this.checkNext(frame);
     this.frames.push(frame);
-    this.bytes += frame.bytes.length;
+    this.bytes += storedSize(frame);
     this.last = frame.seq;
     return this.evictOverflow();
   }
@@ -141,7 +140,7 @@ export class RingBuffer {
       if (!oldest) break;
       this.frames[this.head] = undefined;
       this.head++;
-      this.bytes -= oldest.bytes.length;
+      this.bytes -= storedSize(oldest);
       this.evicted = oldest.seq;
       evicted.push(oldest);
     }

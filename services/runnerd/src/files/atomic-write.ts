@@ -1,8 +1,13 @@
 import { createHash, randomBytes } from "node:crypto";
-import { lstat, open, rename, rm } from "node:fs/promises";
+import { createWriteStream } from "node:fs";
+import { chmod, lstat, rename, rm } from "node:fs/promises";
 import path from "node:path";
+import { pipeline } from "node:stream/promises";
 import { ApiError } from "@sbx/protocol";
 import { isErrno } from "../exec/process-tree.js";
+
+/** Bytes an upload may have queued for the disk before the body is read on. */
+const WRITE_QUEUE_BYTES = 4 * 1024 * 1024;
 
 export interface WriteResult {
   size: number;
@@ -31,28 +36,32 @@ export async function writeAtomically(
 ): Promise<WriteResult> {
   const previousMode = await existingFileMode(target);
   const temp = path.join(path.dirname(target), `.${path.basename(target)}.sbx-${randomBytes(6).toString("hex")}.tmp`);
-  const handle = await open(temp, "wx", 0o600);
-  let closed = false;
+  const hash = createHash("sha256");
+  let size = 0;
   try {
-    const hash = createHash("sha256");
-    let size = 0;
-    for await (const chunk of source) {
-      size += chunk.length;
-      if (size > options.maxBytes) throw options.tooLarge();
-      hash.update(chunk);
-      await handle.write(chunk);
-    }
+    // A write stream queues what arrives while a write is under way and writes it in one writev:
+    // the body is read and the disk written at once, in few large calls.
+    await pipeline(
+      source,
+      async function* (chunks: AsyncIterable<Uint8Array>) {
+        for await (const chunk of chunks) {
+          size += chunk.length;
+          if (size > options.maxBytes) throw options.tooLarge();
+          hash.update(chunk);
+          yield chunk;
+        }
+      },
+      createWriteStream(temp, { flags: "wx", mode: 0o600, highWaterMark: WRITE_QUEUE_BYTES }),
+    );
     const sha256 = hash.digest("hex");
     if (options.expectSha256 !== undefined && options.expectSha256.toLowerCase() !== sha256) {
       throw new ApiError("CHECKSUM_MISMATCH", `content sha256 is ${sha256}, expected ${options.expectSha256}`);
     }
-    await handle.chmod(options.mode ?? previousMode ?? 0o644);
-    closed = true;
-    await handle.close();
+    await chmod(temp, options.mode ?? previousMode ?? 0o644);
     await rename(temp, target);
     return { size, sha256 };
   } catch (error) {
-    if (!closed) await handle.close();
+    // The pipeline has closed the file by now (it destroys every stream on failure).
     await rm(temp, { force: true });
     throw error;
   }

@@ -8,6 +8,9 @@ import { type WriteResult, writeAtomically } from "./atomic-write.js";
 import { onPath } from "./fs-errors.js";
 import { isWithin, RESERVED_DIR, type WorkspaceRoot } from "./workspace-root.js";
 
+/** How much a file read hands on at once. */
+export const TRANSFER_CHUNK_BYTES = 1024 * 1024;
+
 /** Entries one listing returns at most; past it the listing says `truncated`. */
 export const LIST_MAX_ENTRIES = 10_000;
 
@@ -67,7 +70,8 @@ export class FileService {
       const info = await stat(p.abs);
       if (info.isDirectory()) throw new ApiError("IS_A_DIRECTORY", `${p.rel}: is a directory (use the archive route)`);
       if (!info.isFile()) throw new ApiError("VALIDATION_FAILED", `${p.rel}: not a regular file`);
-      const stream = createReadStream(p.abs);
+      // Reads of 1 MiB: a tenth of the reads (and of the chunks every layer above handles) of the default.
+      const stream = createReadStream(p.abs, { highWaterMark: TRANSFER_CHUNK_BYTES });
       // Opening happens asynchronously; surface a failure before the response starts.
       await new Promise<void>((resolve, reject) => {
         stream.once("open", () => resolve());

@@ -10,6 +10,7 @@ import {
   ExecRequestSchema,
   type ExecResult,
   ExecStartQuerySchema,
+  framingFor,
   StdinWriteRequestSchema,
 } from "@sbx/protocol";
 import { type Context, Hono } from "hono";
@@ -28,8 +29,7 @@ export interface ExecRoutesDeps {
   log: Logger;
 }
 
-const SSE_HEADERS = {
-  "Content-Type": "text/event-stream; charset=utf-8",
+const STREAM_HEADERS = {
   "Cache-Control": "no-cache, no-transform",
   // Tells nginx-style proxies not to buffer the stream.
   "X-Accel-Buffering": "no",
@@ -42,9 +42,12 @@ export function execRoutes(deps: ExecRoutesDeps): Hono {
   const app = new Hono();
   const { execs } = deps;
 
-  const stream = (exec: Exec, afterSeq: number, follow: boolean) =>
-    new Response(
+  /** Events as SSE, or as binary frames when the caller's Accept names them. */
+  const stream = (c: Context, exec: Exec, afterSeq: number, follow: boolean) => {
+    const framing = framingFor(c.req.header("accept"));
+    return new Response(
       execEventStream(exec, {
+        framing,
         afterSeq,
         follow,
         backlogBytes: deps.consumerBufferBytes,
@@ -52,14 +55,15 @@ export function execRoutes(deps: ExecRoutesDeps): Hono {
         clock: deps.clock,
         onCut: () => deps.log.info({ execId: exec.execId }, "slow consumer cut off"),
       }),
-      { status: 200, headers: { ...SSE_HEADERS, "X-Exec-Id": exec.execId } },
+      { status: 200, headers: { ...STREAM_HEADERS, "Content-Type": framing.mediaType, "X-Exec-Id": exec.execId } },
     );
+  };
 
   app.post("/", async (c) => {
     const { wait } = query(c, ExecStartQuerySchema);
     const request = await jsonBody(c, ExecRequestSchema, "exec request");
     const exec = await execs.start(request);
-    if (!wait) return stream(exec, 0, true);
+    if (!wait) return stream(c, exec, 0, true);
 
     const collector = new OutputCollector(deps.waitOutputBytes);
     const detach = exec.addTap(collector);
@@ -116,7 +120,7 @@ export function execRoutes(deps: ExecRoutesDeps): Hono {
         { details: { lastSeq: exec.lastSeq } },
       );
     }
-    return stream(exec, afterSeq, q.follow);
+    return stream(c, exec, afterSeq, q.follow);
   });
 
   app.post("/:execId/cancel", async (c) => {

@@ -1,3 +1,4 @@
+import { IncomingMessage } from "node:http";
 import { Readable } from "node:stream";
 import { jsonBody, query } from "@sbx/edge";
 import {
@@ -23,8 +24,15 @@ export interface FileRoutesDeps {
 /** Permission bits only: setuid, setgid and sticky bits are dropped, as archive extraction does. */
 const octal = (mode: string | undefined) => (mode === undefined ? undefined : Number.parseInt(mode, 8) & 0o777);
 
-/** The request body as bytes, streamed (never buffered whole). */
+/**
+ * The request body as bytes, streamed (never buffered whole): Node's own request stream when the
+ * server is Node's (its chunks come straight from the socket), the web body otherwise (tests).
+ */
 function bodyOf(c: Context): AsyncIterable<Uint8Array> {
+  const env: unknown = c.env;
+  if (typeof env === "object" && env !== null && "incoming" in env && env.incoming instanceof IncomingMessage) {
+    return env.incoming;
+  }
   return c.req.raw.body ?? Readable.from([]);
 }
 

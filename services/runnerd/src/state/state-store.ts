@@ -4,13 +4,31 @@ import { chmod, mkdir, readFile, rename, rm, writeFile } from "node:fs/promises"
 import path from "node:path";
 import { createInterface } from "node:readline";
 import type { Logger } from "@sbx/edge";
-import { ExitDataSchema, type Lease, LeaseSchema } from "@sbx/protocol";
+import { ExitDataSchema, type Lease, LeaseSchema, type StoredEvent } from "@sbx/protocol";
 import { z } from "zod";
 import type { ExecSnapshot } from "../exec/exec.js";
 import { isErrno } from "../exec/process-tree.js";
 import { RESERVED_DIR } from "../files/workspace-root.js";
 
-const FrameSchema = z.tuple([z.int().min(1), z.base64()]);
+/** A kept event: output as its bytes (base64 here) and whether the exec was in base64 mode, the rest as JSON. */
+const FrameSchema = z.union([
+  z.strictObject({
+    seq: z.int().min(1),
+    type: z.enum(["stdout", "stderr"]),
+    base64: z.boolean(),
+    bytes: z.base64(),
+  }),
+  z.strictObject({ seq: z.int().min(1), type: z.enum(["started", "exit", "gap"]), json: z.string() }),
+]);
+type PersistedFrame = z.infer<typeof FrameSchema>;
+
+function persistFrame(frame: StoredEvent): PersistedFrame {
+  return "bytes" in frame ? { ...frame, bytes: frame.bytes.toString("base64") } : frame;
+}
+
+function loadFrame(frame: PersistedFrame): StoredEvent {
+  return "bytes" in frame ? { ...frame, bytes: Buffer.from(frame.bytes, "base64") } : frame;
+}
 const ExecSnapshotSchema = z.object({
   execId: z.string(),
   tag: z.string().nullable(),
@@ -87,8 +105,8 @@ export class StateStore {
           endedAt: s.endedAt,
           exit: s.exit,
           evictedThrough: s.ring.evictedThrough,
-          frames: s.ring.frames.map((f) => [f.seq, f.bytes.toString("base64")]),
-          final: s.ring.final ? [s.ring.final.seq, s.ring.final.bytes.toString("base64")] : null,
+          frames: s.ring.frames.map(persistFrame),
+          final: s.ring.final ? persistFrame(s.ring.final) : null,
         });
         if (!out.write(`${line}\n`)) await once(out, "drain");
       }
@@ -123,7 +141,6 @@ export class StateStore {
         continue;
       }
       const s = parsed.data;
-      const frame = ([seq, data]: [number, string]) => ({ seq, bytes: Buffer.from(data, "base64") });
       snapshots.push({
         execId: s.execId,
         tag: s.tag ?? undefined,
@@ -134,8 +151,8 @@ export class StateStore {
         exit: s.exit,
         ring: {
           evictedThrough: s.evictedThrough,
-          frames: s.frames.map(frame),
-          final: s.final ? frame(s.final) : undefined,
+          frames: s.frames.map(loadFrame),
+          final: s.final ? loadFrame(s.final) : undefined,
         },
       });
     }
