@@ -70,7 +70,8 @@ async function upload(context: Context, local: string, session: SessionHandle, r
   const target = remoteIsDir || remote.endsWith("/") ? path.posix.join(remote, path.basename(local)) : remote;
   const progress = new Progress(`${local} -> ${session.id}:${target}`, info.size);
   let sent = 0;
-  const source = createReadStream(local).on("data", (chunk) => {
+  // 1 MiB reads: a sixteenth of the chunks (and of the per-chunk work in every layer) of the default.
+  const source = createReadStream(local, { highWaterMark: 1024 * 1024 }).on("data", (chunk) => {
     sent += chunk.length;
     progress.update(sent);
   });
