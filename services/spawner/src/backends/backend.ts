@@ -70,6 +70,8 @@ export interface PoolMember {
   state: BackendState;
   endpoint: Endpoint | undefined;
   createdAt: number;
+  /** The platform's version of the member when it was listed, where it has one: a claim may skip a read. */
+  version?: string | undefined;
 }
 
 /** An object a backend made for this deployment (for leftovers checks and operators). */

@@ -298,6 +298,7 @@ export class KubernetesBackend implements SessionBackend {
           state,
           endpoint,
           createdAt: Number(annotations[ANNOTATIONS.createdAt] ?? 0),
+          version: pod.metadata?.resourceVersion,
         },
       ];
     });
@@ -307,7 +308,56 @@ export class KubernetesBackend implements SessionBackend {
     const { memberId } = member;
     const id = meta.labels[LABELS.sessionId];
     if (id === undefined) throw new Error("a claim needs the session's id");
-    if ((await this.readPod(id)) !== undefined) throw new BackendConflictError(`a session ${id} exists`);
+    // The member as listed is usually still current: its version from the listing saves a read, and
+    // only a refused patch (the member changed since, or another replica claimed it) reads it again.
+    const [existing, listed] = await Promise.all([
+      this.readPod(id),
+      member.version === undefined ? this.readMember(memberId) : undefined,
+    ]);
+    if (existing !== undefined) throw new BackendConflictError(`a session ${id} exists`);
+    let version = listed ?? member.version;
+    let claimed: V1Pod | undefined;
+    const labels = { ...meta.labels, [LABELS.pool]: null };
+    const annotations = { ...meta.annotations, [ANNOTATIONS.poolMember]: memberId };
+    for (let attempt = 0; claimed === undefined; attempt++) {
+      // The member becomes the session: its labels and annotations, in one patch that only applies
+      // to the version read, so of two replicas claiming it at once one wins, the other is refused.
+      try {
+        claimed = await this.core.patchNamespacedPod(
+          {
+            name: this.podName(memberId),
+            namespace: this.options.namespace,
+            body: { metadata: { resourceVersion: version, labels, annotations } },
+          },
+          setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
+        );
+      } catch (error) {
+        if (codeOf(error) === 404) throw new BackendConflictError(`pool member ${memberId} is gone`);
+        if (codeOf(error) !== 409) throw unavailable("could not claim a pool member", error);
+        if (attempt > 0) throw new BackendConflictError(`pool member ${memberId} was claimed`);
+        version = await this.readMember(memberId);
+      }
+    }
+    // Its workspace claim (a persistent workspace) follows it.
+    try {
+      await this.core.patchNamespacedPersistentVolumeClaim(
+        {
+          name: this.claimName(memberId),
+          namespace: this.options.namespace,
+          body: { metadata: { labels, annotations } },
+        },
+        setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
+      );
+    } catch (error) {
+      if (codeOf(error) !== 404) throw unavailable("could not claim a pool member's workspace", error);
+    }
+    const session = this.fromPod(claimed);
+    if (!session) throw new BackendNotFoundError(`the claimed session ${id} is gone`);
+    return session;
+  }
+
+  /** The resourceVersion of a pool member that is still unclaimed; a conflict when it is gone or claimed. */
+  private async readMember(memberId: string): Promise<string> {
     let pod: V1Pod;
     try {
       pod = await this.core.readNamespacedPod({ name: this.podName(memberId), namespace: this.options.namespace });
@@ -318,43 +368,9 @@ export class KubernetesBackend implements SessionBackend {
     if (pod.metadata?.labels?.[LABELS.pool] === undefined) {
       throw new BackendConflictError(`pool member ${memberId} was claimed`);
     }
-    // The member becomes the session: its labels and annotations, in one patch that only applies to
-    // the version just read, so of two replicas claiming it at once one wins and the other is refused.
-    const body = {
-      metadata: {
-        resourceVersion: pod.metadata.resourceVersion,
-        labels: { ...meta.labels, [LABELS.pool]: null },
-        annotations: { ...meta.annotations, [ANNOTATIONS.poolMember]: memberId },
-      },
-    };
-    let claimed: V1Pod;
-    try {
-      claimed = await this.core.patchNamespacedPod(
-        { name: this.podName(memberId), namespace: this.options.namespace, body },
-        setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
-      );
-    } catch (error) {
-      if (codeOf(error) === 409 || codeOf(error) === 404) {
-        throw new BackendConflictError(`pool member ${memberId} was claimed`);
-      }
-      throw unavailable("could not claim a pool member", error);
-    }
-    // Its workspace claim (a persistent workspace) follows it.
-    try {
-      await this.core.patchNamespacedPersistentVolumeClaim(
-        {
-          name: this.claimName(memberId),
-          namespace: this.options.namespace,
-          body: { metadata: { labels: body.metadata.labels, annotations: body.metadata.annotations } },
-        },
-        setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
-      );
-    } catch (error) {
-      if (codeOf(error) !== 404) throw unavailable("could not claim a pool member's workspace", error);
-    }
-    const session = this.fromPod(claimed);
-    if (!session) throw new BackendNotFoundError(`the claimed session ${id} is gone`);
-    return session;
+    const version = pod.metadata.resourceVersion;
+    if (version === undefined) throw unavailable("a pool member has no resourceVersion", undefined);
+    return version;
   }
 
   async tryLock(name: string, options: { ttlMs: number; image: string }): Promise<boolean> {
