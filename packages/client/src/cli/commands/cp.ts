@@ -114,11 +114,19 @@ async function download(context: Context, session: SessionHandle, remote: string
   const target = localIsDir ? path.join(local, info.name) : local;
   const progress = new Progress(`${session.id}:${info.path} -> ${target}`, info.size);
   let received = 0;
-  const counted = Readable.fromWeb(body).on("data", (chunk: Buffer) => {
-    received += chunk.length;
-    progress.update(received);
-  });
-  await pipeline(counted, createWriteStream(target, { mode: Number.parseInt(info.mode, 8) & 0o777 }));
+  // Straight from the response body to the file, with a deep write queue: what arrives while a
+  // write is under way goes out in one writev, not one small write per network chunk.
+  await pipeline(
+    body,
+    async function* (chunks: AsyncIterable<Uint8Array>) {
+      for await (const chunk of chunks) {
+        received += chunk.length;
+        progress.update(received);
+        yield chunk;
+      }
+    },
+    createWriteStream(target, { mode: Number.parseInt(info.mode, 8) & 0o777, highWaterMark: 4 * 1024 * 1024 }),
+  );
   progress.done();
   report(context, `${formatBytes(received)} -> ${target}`, { path: target, size: received });
   return 0;
