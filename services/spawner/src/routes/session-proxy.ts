@@ -10,6 +10,7 @@ import {
   EnvNamesResponseSchema,
   EnvPatchRequestSchema,
   EnvPatchResponseSchema,
+  EXEC_FRAMES_MEDIA_TYPE,
   ExecInfoSchema,
   ExecListResponseSchema,
   ExecRequestSchema,
@@ -52,13 +53,15 @@ const PROXIED: Array<Omit<RouteConfig, "responses"> & { responses: RouteConfig["
   {
     method: "post",
     path: `${S}/execs`,
-    summary: "Start an exec; its events as SSE, or one JSON result with ?wait=true",
+    summary: "Start an exec; its events as SSE (or binary frames when Accept asks), or one JSON result with ?wait=true",
     request: { params: SessionPathSchema, body: body(ExecRequestSchema) },
     responses: {
       200: {
-        description: "the exec's events (text/event-stream), or with ?wait=true its result",
+        description:
+          "the exec's events (text/event-stream, or application/vnd.sbx.exec-frames when Accept names it), or with ?wait=true its result",
         content: {
           "text/event-stream": { schema: { type: "string" } },
+          [EXEC_FRAMES_MEDIA_TYPE]: { schema: { type: "string", format: "binary" } },
           "application/json": { schema: ExecResultSchema },
         },
       },
@@ -90,7 +93,15 @@ const PROXIED: Array<Omit<RouteConfig, "responses"> & { responses: RouteConfig["
     path: `${S}/execs/{execId}/events`,
     summary: "Re-attach: replay after Last-Event-ID or ?after=, then follow",
     request: { params: ExecPathSchema },
-    responses: { 200: media("text/event-stream", "the exec's events") },
+    responses: {
+      200: {
+        description: "the exec's events: SSE, or binary frames when Accept names application/vnd.sbx.exec-frames",
+        content: {
+          "text/event-stream": { schema: { type: "string" } },
+          [EXEC_FRAMES_MEDIA_TYPE]: { schema: { type: "string", format: "binary" } },
+        },
+      },
+    },
   },
   {
     method: "post",
