@@ -1,5 +1,6 @@
-// Bundles one service into a single ES module that runs with plain `node` and
-// no node_modules (the file the images copy). Used by each service's build.mjs.
+// Bundles a program into a single ES module that runs with plain `node` and no
+// node_modules: each service (the file the images copy), and the sbx CLI (one
+// file to load instead of dozens of modules: a faster start for every command).
 import { readFileSync } from "node:fs";
 
 /**
@@ -7,12 +8,13 @@ import { readFileSync } from "node:fs";
  * @param {string} name      output name: dist/<name>.mjs
  * @param {string} versionConstant  the global the version is compiled into
  * @param {typeof import("esbuild").build} build  esbuild, as resolved from the service
+ * @param {string} [entry]   the entry point (default src/main.ts)
  */
-export async function bundleService(serviceDir, name, versionConstant, build) {
+export async function bundleService(serviceDir, name, versionConstant, build, entry = "src/main.ts") {
   const pkg = JSON.parse(readFileSync(new URL("package.json", serviceDir), "utf8"));
   await build({
     absWorkingDir: new URL(".", serviceDir).pathname,
-    entryPoints: ["src/main.ts"],
+    entryPoints: [entry],
     outfile: `dist/${name}.mjs`,
     bundle: true,
     platform: "node",
