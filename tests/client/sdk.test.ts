@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { mkdir, mkdtemp, readFile, readlink, rm, symlink, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, readlink, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { Readable } from "node:stream";
@@ -142,6 +142,31 @@ describe.skipIf(skip !== undefined)("the TypeScript SDK against a real spawner",
     await expect(session.stat("io/sub")).rejects.toMatchObject({ name: "FileNotFoundError" });
     const fetched = await session.fetchUrl({ url: "http://127.0.0.1:7070/healthz", path: "io/health.json" });
     expect(fetched.size).toBeGreaterThan(0);
+  });
+
+  it("copies local files up and down (Node): exact bytes, modes, progress, and no partial file on failure", async () => {
+    const session = client.session(id);
+    const blob = randomBytes(5 * 1024 * 1024 + 3);
+    const source = path.join(local, "tool.bin");
+    await writeFile(source, blob, { mode: 0o750 });
+    const seen: number[] = [];
+    const up = await session.uploadFile(source, "bin/tool.bin", { onProgress: (bytes) => seen.push(bytes) });
+    expect(up).toMatchObject({ path: "bin/tool.bin", size: blob.length });
+    expect(seen.at(-1)).toBe(blob.length);
+    expect((await session.stat("bin/tool.bin")).mode).toBe("0750");
+
+    const back = path.join(local, "tool.back");
+    expect(await session.downloadFile("bin/tool.bin", back, { mode: 0o700 })).toBe(blob.length);
+    expect((await readFile(back)).equals(blob)).toBe(true);
+
+    // A missing remote file is a typed error, and leaves nothing where the file would have gone.
+    const missing = path.join(local, "never.bin");
+    await expect(session.downloadFile("no/such.bin", missing)).rejects.toMatchObject({ code: "FILE_NOT_FOUND" });
+    expect((await readdir(local)).filter((name) => name.includes("never"))).toEqual([]);
+    // A missing local file fails before anything is sent.
+    await expect(session.uploadFile(path.join(local, "absent.bin"), "x.bin")).rejects.toMatchObject({
+      code: "ENOENT",
+    });
   });
 
   it("round-trips a directory with binary files and links through tar, without whole files in memory", async () => {

@@ -1,3 +1,7 @@
+import http, { type IncomingMessage } from "node:http";
+import https from "node:https";
+import type { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
 import { signRequest, UNSIGNED_PAYLOAD } from "@sbx/protocol";
 import type { z } from "zod";
 import { ConnectionError, errorFromResponse } from "./errors.js";
@@ -74,6 +78,60 @@ export class Transport {
     }
     if (!response.ok) throw await errorFromResponse(response);
     return response;
+  }
+
+  /**
+   * Sends a signed request with Node's own HTTP client, for bulk transfers: the body is piped from
+   * a Node stream (sent as UNSIGNED-PAYLOAD) and the answer comes back as Node's response stream,
+   * with no web-stream wrapping of every chunk on either side. Resolves with a 2xx response,
+   * throws a typed error otherwise (an early answer, such as a refusal, wins over the upload).
+   */
+  async sendNode(
+    method: string,
+    pathWithQuery: string,
+    options: { body?: Readable | undefined; signal?: AbortSignal | undefined } = {},
+  ): Promise<IncomingMessage> {
+    const headers = signRequest({
+      keyId: this.options.keyId,
+      secret: this.options.secret,
+      method,
+      pathWithQuery,
+      body: options.body ? UNSIGNED_PAYLOAD : undefined,
+    });
+    const url = new URL(`${this.baseUrl}${pathWithQuery}`);
+    const response = await new Promise<IncomingMessage>((resolve, reject) => {
+      let sourceError: unknown;
+      options.body?.once("error", (error) => {
+        sourceError = error;
+      });
+      const request = (url.protocol === "https:" ? https : http).request(
+        url,
+        { method, headers, ...(options.signal ? { signal: options.signal } : {}) },
+        resolve,
+      );
+      request.on("error", (error) => {
+        if (sourceError !== undefined) reject(sourceError);
+        else if (options.signal?.aborted) reject(options.signal.reason ?? error);
+        else
+          reject(
+            new ConnectionError(`cannot reach ${this.baseUrl}: ${describe(error)}`, "CONNECTION_FAILED", 0, undefined, {
+              cause: error,
+            }),
+          );
+      });
+      // A failed upload surfaces as the request's error or the server's answer; both are handled.
+      if (options.body) pipeline(options.body, request).catch(() => undefined);
+      else request.end();
+    });
+    const status = response.statusCode ?? 0;
+    if (status >= 200 && status < 300) return response;
+    const chunks: Buffer[] = [];
+    for await (const chunk of response) chunks.push(chunk as Buffer);
+    const answer = new Headers();
+    for (const [name, value] of Object.entries(response.headers)) {
+      if (typeof value === "string") answer.set(name, value);
+    }
+    throw await errorFromResponse(new Response(Buffer.concat(chunks), { status, headers: answer }));
   }
 
   /** Sends a signed request and parses its JSON answer with `schema`. */

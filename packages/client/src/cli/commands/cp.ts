@@ -1,4 +1,3 @@
-import { createReadStream, createWriteStream } from "node:fs";
 import { stat } from "node:fs/promises";
 import path from "node:path";
 import { Readable } from "node:stream";
@@ -69,13 +68,10 @@ async function upload(context: Context, local: string, session: SessionHandle, r
   }
   const target = remoteIsDir || remote.endsWith("/") ? path.posix.join(remote, path.basename(local)) : remote;
   const progress = new Progress(`${local} -> ${session.id}:${target}`, info.size);
-  let sent = 0;
-  // 1 MiB reads: a sixteenth of the chunks (and of the per-chunk work in every layer) of the default.
-  const source = createReadStream(local, { highWaterMark: 1024 * 1024 }).on("data", (chunk) => {
-    sent += chunk.length;
-    progress.update(sent);
+  const result = await session.uploadFile(local, target, {
+    mode: (info.mode & 0o777).toString(8).padStart(4, "0"),
+    onProgress: (bytes) => progress.update(bytes),
   });
-  const result = await session.writeFile(target, source, { mode: (info.mode & 0o777).toString(8).padStart(4, "0") });
   progress.done();
   report(context, `${formatBytes(result.size)} -> ${session.id}:${result.path}`, result);
   return 0;
@@ -102,9 +98,8 @@ async function download(context: Context, session: SessionHandle, remote: string
     });
     return 0;
   }
-  const body = await session.readFile(remote);
   if (local === "-") {
-    await pipeline(Readable.fromWeb(body), process.stdout);
+    await pipeline(Readable.fromWeb(await session.readFile(remote)), process.stdout);
     return 0;
   }
   const localIsDir = await stat(local).then(
@@ -113,20 +108,10 @@ async function download(context: Context, session: SessionHandle, remote: string
   );
   const target = localIsDir ? path.join(local, info.name) : local;
   const progress = new Progress(`${session.id}:${info.path} -> ${target}`, info.size);
-  let received = 0;
-  // Straight from the response body to the file, with a deep write queue: what arrives while a
-  // write is under way goes out in one writev, not one small write per network chunk.
-  await pipeline(
-    body,
-    async function* (chunks: AsyncIterable<Uint8Array>) {
-      for await (const chunk of chunks) {
-        received += chunk.length;
-        progress.update(received);
-        yield chunk;
-      }
-    },
-    createWriteStream(target, { mode: Number.parseInt(info.mode, 8) & 0o777, highWaterMark: 4 * 1024 * 1024 }),
-  );
+  const received = await session.downloadFile(remote, target, {
+    mode: Number.parseInt(info.mode, 8) & 0o777,
+    onProgress: (bytes) => progress.update(bytes),
+  });
   progress.done();
   report(context, `${formatBytes(received)} -> ${target}`, { path: target, size: received });
   return 0;
