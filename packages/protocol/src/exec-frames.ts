@@ -68,41 +68,56 @@ export function toSseFrame(event: StoredEvent): Buffer {
 
 /** The binary frame of a stored event. */
 export function toBinaryFrame(event: StoredEvent): Buffer {
-  if ("bytes" in event) {
-    return binaryFrame(KIND_CODES[event.type], event.base64 ? FLAG_BASE64 : 0, event.seq, event.bytes);
-  }
-  return binaryFrame(KIND_CODES[event.type], 0, event.seq, Buffer.from(event.json));
+  return Buffer.concat(toBinaryFrameParts(event));
 }
 
-/** One binary frame; the payload is copied after the header (one buffer, one socket write). */
+/**
+ * The binary frame of a stored event in the pieces it is written as: an output event is its
+ * header and then the very bytes the process wrote (no copy); any other event, one buffer.
+ */
+export function toBinaryFrameParts(event: StoredEvent): readonly Buffer[] {
+  if ("bytes" in event) {
+    return [
+      frameHeader(KIND_CODES[event.type], event.base64 ? FLAG_BASE64 : 0, event.seq, event.bytes.length),
+      event.bytes,
+    ];
+  }
+  return [binaryFrame(KIND_CODES[event.type], 0, event.seq, Buffer.from(event.json))];
+}
+
+function frameHeader(kind: number, flags: number, seq: number, length: number): Buffer {
+  const header = Buffer.allocUnsafe(FRAME_HEADER_BYTES);
+  header[0] = kind;
+  header[1] = flags;
+  header.writeUInt32BE(length, 2);
+  header.writeUIntBE(seq, 6, 6);
+  return header;
+}
+
+/** One binary frame as one buffer. */
 export function binaryFrame(kind: number, flags: number, seq: number, payload: Uint8Array): Buffer {
-  const out = Buffer.allocUnsafe(FRAME_HEADER_BYTES + payload.length);
-  out[0] = kind;
-  out[1] = flags;
-  out.writeUInt32BE(payload.length, 2);
-  out.writeUIntBE(seq, 6, 6);
-  out.set(payload, FRAME_HEADER_BYTES);
-  return out;
+  return Buffer.concat([frameHeader(kind, flags, seq, payload.length), payload]);
 }
 
 /** How each framing says what is not an event: a heartbeat, and the notice sent before a cut-off. */
 export interface EventFraming {
   readonly mediaType: string;
-  encode(event: StoredEvent): Buffer;
+  /** The event's bytes on the wire, in the pieces to write in order. */
+  encode(event: StoredEvent): readonly Buffer[];
   readonly heartbeat: Buffer;
   notice(text: string): Buffer;
 }
 
 export const SSE_FRAMING: EventFraming = {
   mediaType: "text/event-stream; charset=utf-8",
-  encode: toSseFrame,
+  encode: (event) => [toSseFrame(event)],
   heartbeat: Buffer.from(SSE_HEARTBEAT),
   notice: (text) => Buffer.from(`: ${text}\n\n`),
 };
 
 export const BINARY_FRAMING: EventFraming = {
   mediaType: EXEC_FRAMES_MEDIA_TYPE,
-  encode: toBinaryFrame,
+  encode: toBinaryFrameParts,
   heartbeat: binaryFrame(KIND_CODES.heartbeat, 0, 0, Buffer.alloc(0)),
   notice: (text) => binaryFrame(KIND_CODES.notice, 0, 0, Buffer.from(text)),
 };

@@ -43,7 +43,10 @@ export function execEventStream(exec: Exec, options: EventStreamOptions): Readab
   let done = false;
   let closed = false;
   let controllerRef: ReadableStreamDefaultController<Uint8Array> | undefined;
-  const encode = options.framing.encode;
+  const framing = options.framing;
+  const send = (controller: ReadableStreamDefaultController<Uint8Array>, frame: Frame) => {
+    for (const part of framing.encode(frame)) controller.enqueue(part);
+  };
 
   const stop = () => {
     done = true;
@@ -113,7 +116,7 @@ export function execEventStream(exec: Exec, options: EventStreamOptions): Readab
             while (backlogHead < backlog.length && handed < FRAMES_PER_PULL) {
               const frame = backlog[backlogHead++];
               if (!frame) continue;
-              controller.enqueue(encode(frame));
+              send(controller, frame);
               backlogBytes -= storedSize(frame);
               cursor = frame.seq;
               handed++;
@@ -126,12 +129,12 @@ export function execEventStream(exec: Exec, options: EventStreamOptions): Readab
           }
           const { gap, frames } = exec.read(cursor ?? options.afterSeq, FRAMES_PER_PULL);
           if (gap) {
-            controller.enqueue(encode({ seq: gap.toSeq, type: "gap", json: JSON.stringify(gap) }));
+            send(controller, { seq: gap.toSeq, type: "gap", json: JSON.stringify(gap) });
             cursor = gap.toSeq;
           } else if (cursor === undefined) {
             cursor = options.afterSeq;
           }
-          for (const frame of frames) controller.enqueue(encode(frame));
+          for (const frame of frames) send(controller, frame);
           const last = frames.at(-1);
           if (last) cursor = last.seq;
           const caughtUp = frames.length < FRAMES_PER_PULL;
