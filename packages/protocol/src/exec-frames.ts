@@ -129,7 +129,13 @@ export function framingFor(accept: string | undefined): EventFraming {
 
 /** One decoded binary frame: an event, or (for heartbeats and notices) nothing the caller needs. */
 export type DecodedFrame =
-  | { kind: "event"; event: ExecEvent; payloadBytes: number }
+  | {
+      kind: "event";
+      event: ExecEvent;
+      /** An output event's bytes as they came (for other events, their JSON). */
+      payload: Buffer;
+      payloadBytes: number;
+    }
   | { kind: "heartbeat" }
   | { kind: "notice"; text: string };
 
@@ -188,8 +194,18 @@ function decodeFrame(buffer: Buffer, offset: number, payload: Buffer): DecodedFr
     case "stdout":
     case "stderr": {
       if (seq < 1) throw new Error(`binary ${kind} frame has no sequence number`);
-      const data = flags & FLAG_BASE64 ? { data: payload.toString("base64") } : { text: payload.toString("utf8") };
-      return { kind: "event", event: { seq, type: kind, data }, payloadBytes: payload.length };
+      // The text or base64 is made when first read: a reader that wants the bytes never pays for it.
+      let data: { text: string } | { data: string } | undefined;
+      const base64 = (flags & FLAG_BASE64) !== 0;
+      const event: ExecEvent = {
+        seq,
+        type: kind,
+        get data() {
+          data ??= base64 ? { data: payload.toString("base64") } : { text: payload.toString("utf8") };
+          return data;
+        },
+      };
+      return { kind: "event", event, payload, payloadBytes: payload.length };
     }
     case "started":
     case "exit":
@@ -203,6 +219,7 @@ function decodeFrame(buffer: Buffer, offset: number, payload: Buffer): DecodedFr
       return {
         kind: "event",
         event: ExecEventSchema.parse({ seq, type: kind, data }),
+        payload,
         payloadBytes: payload.length,
       };
     }
