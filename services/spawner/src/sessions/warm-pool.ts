@@ -35,6 +35,8 @@ export class WarmPool {
   private running: Promise<void> | undefined;
   private again = false;
   private closed = false;
+  /** A lock being taken right now (close waits for it, to give it back). */
+  private locking: Promise<boolean> | undefined;
   /** Pool locks this replica holds right now (given back at close). */
   private readonly held = new Set<string>();
 
@@ -80,7 +82,11 @@ export class WarmPool {
   /** Stops filling and gives back the locks held (members being started are left to the next filler). */
   async close(): Promise<void> {
     this.closed = true;
-    await Promise.all([...this.held].map((lock) => this.backend.unlock(lock).catch(() => undefined)));
+    // A lock being taken right now is given back too, once it is taken.
+    await this.locking?.catch(() => undefined);
+    const held = [...this.held];
+    this.held.clear();
+    await Promise.all(held.map((lock) => this.backend.unlock(lock).catch(() => undefined)));
   }
 
   /** Brings every pool back to its size. Runs one at a time; a call while it runs asks for one more run. */
@@ -125,9 +131,16 @@ export class WarmPool {
     // The lock's image: any the platform has (a pool's own may be the one that fails to pull).
     const lockImage = this.config.profiles.get("default")?.images[0] ?? image;
     if (this.closed) return;
-    if (!(await this.backend.tryLock(lock, { ttlMs: this.config.createTimeoutMs + 30_000, image: lockImage }))) return;
+    const locking = this.backend.tryLock(lock, { ttlMs: this.config.createTimeoutMs + 30_000, image: lockImage });
+    this.locking = locking;
+    const taken = await locking.finally(() => {
+      if (this.locking === locking) this.locking = undefined;
+    });
+    if (!taken) return;
     this.held.add(lock);
     try {
+      // Closed while the lock was being taken: give it back at once (below), fill nothing.
+      if (this.closed) return;
       // Listed again under the lock: what another replica did before we took it counts.
       const members = (await this.backend.listPool()).filter((m) => m.profile === name);
       const currentImageId = profile ? await this.backend.currentImageId(image) : undefined;
@@ -165,10 +178,13 @@ export class WarmPool {
     } catch (error) {
       this.log.warn({ profile: name, err: error }, "could not fill the warm pool");
     } finally {
-      this.held.delete(lock);
-      await this.backend.unlock(lock).catch((error: unknown) => {
-        this.log.warn({ profile: name, err: error }, "could not release the warm pool's lock");
-      });
+      // Unless close() already gave it back: released twice, the second release could end
+      // a lock another replica has taken since.
+      if (this.held.delete(lock)) {
+        await this.backend.unlock(lock).catch((error: unknown) => {
+          this.log.warn({ profile: name, err: error }, "could not release the warm pool's lock");
+        });
+      }
     }
   }
 
