@@ -100,8 +100,10 @@ async function main(): Promise<void> {
     spawner.proxy.close();
     // A pool's lock held now is given back, so that another replica (or this one restarted)
     // fills the pool at once instead of after the lock's expiry.
+    // A busy platform may take seconds to answer; an orchestrator's stop grace (10 s for Docker,
+    // 30 s for Kubernetes) leaves room for it.
     const exit = () => process.exit(0);
-    setTimeout(exit, 2000).unref();
+    setTimeout(exit, 8000).unref();
     void spawner.pool.close().finally(exit);
   };
   for (const signal of ["SIGTERM", "SIGINT"] as const) process.on(signal, shutdown);

@@ -131,13 +131,18 @@ export class WarmPool {
     // The lock's image: any the platform has (a pool's own may be the one that fails to pull).
     const lockImage = this.config.profiles.get("default")?.images[0] ?? image;
     if (this.closed) return;
-    const locking = this.backend.tryLock(lock, { ttlMs: this.config.createTimeoutMs + 30_000, image: lockImage });
+    // Held from the moment it is taken, in the same step: a close() waiting on it then sees it.
+    const locking = this.backend
+      .tryLock(lock, { ttlMs: this.config.createTimeoutMs + 30_000, image: lockImage })
+      .then((taken) => {
+        if (taken) this.held.add(lock);
+        return taken;
+      });
     this.locking = locking;
     const taken = await locking.finally(() => {
       if (this.locking === locking) this.locking = undefined;
     });
     if (!taken) return;
-    this.held.add(lock);
     try {
       // Closed while the lock was being taken: give it back at once (below), fill nothing.
       if (this.closed) return;
