@@ -10,7 +10,7 @@
 import { randomBytes } from "node:crypto";
 import { cpus } from "node:os";
 import { parseArgs } from "node:util";
-import { CoreV1Api, KubeConfig, type V1Pod, Watch } from "@kubernetes/client-node";
+import { CoreV1Api, KubeConfig, type V1Pod } from "@kubernetes/client-node";
 import { sha256Hex, signRequest } from "@sbx/protocol";
 import { runnerdEnvironment } from "../../services/spawner/src/backends/runtime-contract.js";
 import { RUNTIME_IMAGE } from "../support/docker.js";
@@ -21,6 +21,7 @@ import {
   SESSIONS_NAMESPACE,
   startKubeSpawner,
 } from "../support/kubernetes.js";
+import { runningIp } from "./alternatives.js";
 import { ms, request, stats, timed } from "./measure.js";
 
 const { values } = parseArgs({ options: { runs: { type: "string", default: "12" } } });
@@ -121,31 +122,6 @@ async function main() {
   console.log(
     `| spawner: create session + first exec output | ${ms(o.median)} (p90 ${ms(o.p90)}) | ${(o.median / t.median).toFixed(2)}× |`,
   );
-}
-
-/** Follows a Pod with a watch until it runs with an IP. */
-function runningIp(config: KubeConfig, name: string, resourceVersion: string | undefined): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let controller: AbortController | undefined;
-    void new Watch(config)
-      .watch(
-        `/api/v1/namespaces/${SESSIONS_NAMESPACE}/pods`,
-        { fieldSelector: `metadata.name=${name}`, ...(resourceVersion ? { resourceVersion } : {}) },
-        (_type: string, pod: V1Pod) => {
-          const running = pod.status?.containerStatuses?.[0]?.state?.running;
-          if (pod.status?.phase === "Running" && pod.status.podIP && running) {
-            controller?.abort();
-            resolve(pod.status.podIP);
-          }
-        },
-        (error: unknown) => {
-          if (error) reject(error);
-        },
-      )
-      .then((c) => {
-        controller = c;
-      }, reject);
-  });
 }
 
 await main();

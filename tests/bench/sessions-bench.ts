@@ -11,7 +11,7 @@
 import { randomBytes } from "node:crypto";
 import { cpus } from "node:os";
 import { parseArgs } from "node:util";
-import { CoreV1Api, KubeConfig, type V1Pod, Watch } from "@kubernetes/client-node";
+import { CoreV1Api, KubeConfig, type V1Pod } from "@kubernetes/client-node";
 import { sha256Hex, signRequest } from "@sbx/protocol";
 import Docker from "dockerode";
 import { runnerdEnvironment } from "../../services/spawner/src/backends/runtime-contract.js";
@@ -25,6 +25,7 @@ import {
   startKubeSpawner,
 } from "../support/kubernetes.js";
 import { type SpawnerHandle, startSpawner } from "../support/spawner.js";
+import { runningIp } from "./alternatives.js";
 import { ms, request, stats, timed } from "./measure.js";
 
 const { values } = parseArgs({
@@ -221,31 +222,6 @@ async function answering(base: string): Promise<void> {
     if (ok) return;
     await new Promise((r) => setTimeout(r, 10));
   }
-}
-
-/** Follows a Pod with a watch until it runs with an IP. */
-function runningIp(config: KubeConfig, name: string, resourceVersion: string | undefined): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let controller: AbortController | undefined;
-    void new Watch(config)
-      .watch(
-        `/api/v1/namespaces/${SESSIONS_NAMESPACE}/pods`,
-        { fieldSelector: `metadata.name=${name}`, ...(resourceVersion ? { resourceVersion } : {}) },
-        (_type: string, pod: V1Pod) => {
-          const running = pod.status?.containerStatuses?.[0]?.state?.running;
-          if (pod.status?.phase === "Running" && pod.status.podIP && running) {
-            controller?.abort();
-            resolve(pod.status.podIP);
-          }
-        },
-        (error: unknown) => {
-          if (error) reject(error);
-        },
-      )
-      .then((c) => {
-        controller = c;
-      }, reject);
-  });
 }
 
 await main();

@@ -10,12 +10,12 @@
 // which on Docker's default userland proxy adds a process hop).
 import { randomBytes } from "node:crypto";
 import { cpus } from "node:os";
-import { PassThrough } from "node:stream";
 import { parseArgs } from "node:util";
 import { signRequest } from "@sbx/protocol";
 import Docker from "dockerode";
 import { RUNTIME_IMAGE, removeDeployment } from "../support/docker.js";
 import { startSpawner } from "../support/spawner.js";
+import { dockerExec } from "./alternatives.js";
 import { agent, measureAlternating, ms, readSsePayload, request, stats, timed } from "./measure.js";
 
 const { values } = parseArgs({
@@ -34,23 +34,6 @@ const CREATE_RUNS = Number(values["create-runs"]);
 const BYTES = MIB * 1024 * 1024;
 
 const docker = new Docker();
-
-/** `docker exec` as dockerode does it: create the exec, start it attached, read the demuxed stream, inspect. */
-async function dockerExec(container: Docker.Container, cmd: string[], onStdout?: (bytes: number) => void) {
-  const exec = await container.exec({ Cmd: cmd, AttachStdout: true, AttachStderr: true });
-  const stream = await exec.start({ hijack: true, stdin: false });
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  stdout.on("data", (chunk: Buffer) => onStdout?.(chunk.length));
-  stderr.resume();
-  docker.modem.demuxStream(stream, stdout, stderr);
-  await new Promise<void>((resolve, reject) => {
-    stream.on("end", resolve);
-    stream.on("error", reject);
-  });
-  const info = await exec.inspect();
-  if (info.ExitCode !== 0) throw new Error(`docker exec ${cmd.join(" ")} exited ${info.ExitCode}`);
-}
 
 async function main() {
   const spawner = await startSpawner({

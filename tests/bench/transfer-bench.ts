@@ -12,13 +12,13 @@ import { randomBytes } from "node:crypto";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { cpus, tmpdir } from "node:os";
 import path from "node:path";
-import { PassThrough } from "node:stream";
 import { fileURLToPath } from "node:url";
 import { parseArgs, promisify } from "node:util";
 import { EXEC_FRAMES_MEDIA_TYPE, signRequest } from "@sbx/protocol";
 import Docker from "dockerode";
 import { removeDeployment } from "../support/docker.js";
 import { startSpawner } from "../support/spawner.js";
+import { dockerExec } from "./alternatives.js";
 import { agent, readFramesPayload, readSsePayload, request, stats, timed } from "./measure.js";
 
 const run = promisify(execFile);
@@ -199,23 +199,6 @@ async function main() {
   console.log(`transfer benchmark — ${new Date().toISOString()}, Node ${process.version}, ${cpus().length} CPUs`);
   console.log("(alternating order, first round not counted; MB = 10^6 bytes of payload)\n");
   console.log(rows.join("\n"));
-}
-
-/** `docker exec` as dockerode does it: create the exec, start it attached, read the demuxed stream, inspect. */
-async function dockerExec(container: Docker.Container, cmd: string[], onStdout?: (bytes: number) => void) {
-  const exec = await container.exec({ Cmd: cmd, AttachStdout: true, AttachStderr: true });
-  const stream = await exec.start({ hijack: true, stdin: false });
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  stdout.on("data", (chunk: Buffer) => onStdout?.(chunk.length));
-  stderr.resume();
-  docker.modem.demuxStream(stream, stdout, stderr);
-  await new Promise<void>((resolve, reject) => {
-    stream.on("end", resolve);
-    stream.on("error", reject);
-  });
-  const info = await exec.inspect();
-  if (info.ExitCode !== 0) throw new Error(`docker exec ${cmd.join(" ")} exited ${info.ExitCode}`);
 }
 
 await main();
