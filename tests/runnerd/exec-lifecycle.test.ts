@@ -72,8 +72,10 @@ describe("hard timeout and cancel", () => {
   });
 
   it("reports completed when the process exits 0 on its own terms after a timeout signal", async () => {
+    // The deadline leaves the shell time to set its trap even on a loaded machine: a SIGTERM
+    // before the trap would (rightly) end the shell as a timeout.
     const { events } = await readEvents(
-      await start({ shell: "trap 'echo bye; exit 0' TERM; sleep 30 & wait", timeoutMs: 300 }),
+      await start({ shell: "trap 'echo bye; exit 0' TERM; sleep 30 & wait", timeoutMs: 2000 }),
     );
     expect(exitOf(events)).toMatchObject({ outcome: "completed", exitCode: 0 });
     expect(textOf(events)).toBe("bye\n");

@@ -71,6 +71,8 @@ describe.skipIf(skip !== undefined)("a session whose container dies", () => {
     diedAt: number,
     stream: Promise<ReadResult & { endedAt: number }>,
     code: string,
+    /** Whether the kernel may have ended the exec first (its processes are the first the OOM killer takes). */
+    execMayBeOomVictim = false,
   ) {
     expect(await eventually(async () => (await session(id))?.state === "failed", 5000)).toBe(true);
     expect(Date.now() - diedAt).toBeLessThan(5000);
@@ -87,7 +89,13 @@ describe.skipIf(skip !== undefined)("a session whose container dies", () => {
 
     const ended = await stream;
     expect(ended.endedAt - diedAt).toBeLessThan(5000);
-    expect(ended.events.some((e) => e.type === "exit")).toBe(false);
+    const exit = ended.events.find((e) => e.type === "exit");
+    if (execMayBeOomVictim && exit?.type === "exit") {
+      // Killed by the kernel for memory before the session's own process: reported as such.
+      expect(exit.data).toMatchObject({ signal: "SIGKILL", exitCode: null });
+    } else {
+      expect(exit).toBeUndefined();
+    }
   }
 
   it("docker kill: reported failed within 5 s, calls refused in under 1 s, the attached stream ends", async () => {
@@ -112,7 +120,7 @@ describe.skipIf(skip !== undefined)("a session whose container dies", () => {
       body: "now",
     });
     expect(trigger.status).toBe(200);
-    await expectReportedDead("hungry", Date.now(), stream, "oom-killed");
+    await expectReportedDead("hungry", Date.now(), stream, "oom-killed", true);
   });
 
   it("the SDK raises SessionFailedError from a followed exec instead of re-attaching forever", async () => {

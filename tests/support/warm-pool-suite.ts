@@ -33,6 +33,8 @@ const SUITE_TIMEOUT_MS = 180_000;
 export function runWarmPoolSuite(options: WarmPoolOptions): void {
   describe.skipIf(options.skip !== undefined)(`warm pool (${options.backend})`, () => {
     const running: SpawnerHandle[] = [];
+    /** Every replica the suite started, stopped or not: their logs explain a failure. */
+    const everyone: SpawnerHandle[] = [];
     let deployment: string | undefined;
     let secrets: { secret: string; runnerdSecret: string } | undefined;
 
@@ -40,20 +42,28 @@ export function runWarmPoolSuite(options: WarmPoolOptions): void {
       const spawner = await options.start({
         ...(deployment ? { deployment } : {}),
         ...(secrets ? { secrets } : {}),
-        env: { SPAWNER_POOL_INTERVAL_MS: "300", SPAWNER_SWEEP_INTERVAL_MS: "1000", ...env },
+        // At debug, a replica logs each pool lock it takes and gives back: a failure's story.
+        env: { SPAWNER_POOL_INTERVAL_MS: "300", SPAWNER_SWEEP_INTERVAL_MS: "1000", SPAWNER_LOG_LEVEL: "debug", ...env },
       });
       deployment = spawner.deployment;
       secrets = { secret: spawner.secret, runnerdSecret: spawner.runnerdSecret };
       running.push(spawner);
+      everyone.push(spawner);
       return spawner;
     };
-    /** What the running replicas logged about their pools and locks, for a failure's message. */
-    const poolWarnings = () =>
-      running
-        .flatMap((s) => s.logs().split("\n"))
-        .filter((line) => /pool|lock/i.test(line) && /"level":(40|50)/.test(line))
-        .slice(-40)
-        .join("\n");
+    /** What every replica logged about pools and locks, and what the deployment still owns: a failure's story. */
+    const poolStory = async () => {
+      const lines = everyone.flatMap((s, i) =>
+        s
+          .logs()
+          .split("\n")
+          .filter((line) => /pool|lock|shutting/i.test(line))
+          .slice(-15)
+          .map((line) => `replica ${i} (pid ${s.child.pid}): ${line}`),
+      );
+      const owned = deployment ? await options.leftovers(deployment).catch((e: unknown) => [String(e)]) : [];
+      return `${lines.join("\n")}\nowned now: ${owned.join(", ")}\n`;
+    };
     const stopAll = async () => {
       for (const s of running.splice(0)) await s.stop();
     };
@@ -223,10 +233,10 @@ export function runWarmPoolSuite(options: WarmPoolOptions): void {
         await start({ SPAWNER_POOL_SIZE: "0", SPAWNER_PROFILES: profiles("sbx-runtime:latest") });
         expect(await poolFilled(1, "fresh")).toBe(true);
         // The default pool, made empty, is emptied.
-        // Within a pool lock's lifetime (create timeout + 30 s): a lock some earlier replica did not
-        // give back delays this by at most that. If it fails, the replica's pool warnings say why.
+        // The replicas stopped above gave their locks back (see "gives its pool lock back" below).
+        // If this fails, the story says which replica took the lock last and what it logged since.
         const emptied = await eventually(async () => (await ready()).length === 0, 75_000);
-        if (!emptied) process.stderr.write(`${poolWarnings()}\n`);
+        if (!emptied) process.stderr.write(await poolStory());
         expect(emptied).toBe(true);
         const old = (await ready("fresh"))[0];
         await stopAll();
@@ -272,6 +282,31 @@ export function runWarmPoolSuite(options: WarmPoolOptions): void {
         const made = await create(spawner, { id: "broken-1", profile: "broken" });
         expect(made.status).toBe(502);
         expect(ErrorEnvelopeSchema.parse(made.body).error.code).toBe("IMAGE_UNAVAILABLE");
+      },
+      SUITE_TIMEOUT_MS,
+    );
+
+    it(
+      "gives its pool lock back when stopped in the middle of filling, so the next replica fills at once",
+      async () => {
+        await stopAll();
+        for (let round = 0; round < 3; round++) {
+          // A pool of its own each round: the replica has a member to start when it is stopped.
+          const spawner = await start({
+            SPAWNER_POOL_SIZE: "0",
+            SPAWNER_PROFILES: JSON.stringify({
+              [`churn${round}`]: { images: ["sbx-runtime:latest"], pool: { size: 1 } },
+            }),
+          });
+          const took = () => spawner.logs().includes(`"lock":"pool-churn${round}","msg":"took a pool lock"`);
+          expect(await eventually(async () => took(), 60_000)).toBe(true);
+          await stopAll();
+          const locks = (await options.leftovers(spawner.deployment)).filter((name) => name.includes("-lock-"));
+          if (locks.length > 0) process.stderr.write(await poolStory());
+          expect(locks).toEqual([]);
+        }
+        // The next test's replica: it empties the pools left behind.
+        await start({ SPAWNER_POOL_SIZE: "0" });
       },
       SUITE_TIMEOUT_MS,
     );

@@ -102,8 +102,11 @@ async function main(): Promise<void> {
     // fills the pool at once instead of after the lock's expiry.
     // A busy platform may take seconds to answer; an orchestrator's stop grace (10 s for Docker,
     // 30 s for Kubernetes) leaves room for it.
+    // The timer is what keeps the process alive until then: with the servers closed, a release
+    // still being prepared (promises only, no socket yet) would otherwise let Node end at once,
+    // leaving the lock to expire.
     const exit = () => process.exit(0);
-    setTimeout(exit, 8000).unref();
+    setTimeout(exit, 8000);
     void spawner.pool.close().finally(exit);
   };
   for (const signal of ["SIGTERM", "SIGINT"] as const) process.on(signal, shutdown);

@@ -1,6 +1,7 @@
 import { Writable } from "node:stream";
 import { createLogger, systemClock } from "@sbx/edge";
 import { describe, expect, it } from "vitest";
+import type { PoolMember } from "../backends/backend.js";
 import { MemoryBackend } from "../backends/memory/memory-backend.js";
 import { loadConfig } from "../config.js";
 import { Metrics } from "../metrics.js";
@@ -26,15 +27,63 @@ class SlowLocks extends MemoryBackend {
   }
 }
 
+/** A platform that cannot be reached for locks. */
+class UnreachableLocks extends MemoryBackend {
+  override async tryLock(): Promise<boolean> {
+    throw new Error("connect ECONNREFUSED");
+  }
+}
+
+/** A full pool (one member, listed always) on a platform whose locks take a while to give back. */
+class SlowRelease extends MemoryBackend {
+  unlockStarted: () => void = () => {};
+  released = false;
+  override async listPool(): Promise<PoolMember[]> {
+    const member = { memberId: "p-full", profile: "default", image: "sbx-runtime:latest", imageId: undefined };
+    return [{ ...member, state: { phase: "running" }, endpoint: { host: "127.0.0.1", port: 1 }, createdAt: 0 }];
+  }
+  override async unlock(name: string): Promise<void> {
+    this.unlockStarted();
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    await super.unlock(name);
+    this.released = true;
+  }
+}
+
+const poolConfig = () =>
+  loadConfig({
+    SPAWNER_HMAC_KEYS: "test:0123456789abcdef-test-secret",
+    SPAWNER_RUNNERD_SECRET: "runnerd-secret-for-in-process-tests-0123456789",
+    SPAWNER_POOL_SIZE: "1",
+  });
+
 describe("warm pool locks", () => {
-  it("gives back a lock that was still being taken when the pool closed, so a restart fills at once", async () => {
-    const config = loadConfig({
-      SPAWNER_HMAC_KEYS: "test:0123456789abcdef-test-secret",
-      SPAWNER_RUNNERD_SECRET: "runnerd-secret-for-in-process-tests-0123456789",
-      SPAWNER_POOL_SIZE: "1",
+  it("a lock the platform cannot give is tried again next round, never an unhandled rejection", async () => {
+    const backend = new UnreachableLocks();
+    const pool = new WarmPool(poolConfig(), backend, systemClock, quiet, new Metrics(() => ({})));
+    await expect(pool.fill()).resolves.toBeUndefined();
+    expect(await backend.listPool()).toEqual([]);
+    await pool.close();
+    await backend.close();
+  });
+
+  it("waits at close for a lock still being given back (the process ends right after)", async () => {
+    const backend = new SlowRelease();
+    const pool = new WarmPool(poolConfig(), backend, systemClock, quiet, new Metrics(() => ({})));
+    const releasing = new Promise<void>((resolve) => {
+      backend.unlockStarted = resolve;
     });
+    const filling = pool.fill();
+    await releasing;
+    await pool.close();
+    expect(backend.released).toBe(true);
+    await filling;
+    await backend.close();
+  });
+
+  it("gives back a lock that was still being taken when the pool closed, so a restart fills at once", async () => {
     const backend = new SlowLocks();
-    const pool = new WarmPool(config, backend, systemClock, quiet, new Metrics(() => ({})));
+    const pool = new WarmPool(poolConfig(), backend, systemClock, quiet, new Metrics(() => ({})));
     const taking = new Promise<void>((resolve) => {
       backend.lockStarted = resolve;
     });

@@ -39,6 +39,8 @@ export class WarmPool {
   private locking: Promise<boolean> | undefined;
   /** Pool locks this replica holds right now (given back at close). */
   private readonly held = new Set<string>();
+  /** Locks being given back right now (close waits for them: the process may end right after). */
+  private readonly releasing = new Set<Promise<void>>();
 
   constructor(
     private readonly config: Config,
@@ -85,8 +87,20 @@ export class WarmPool {
     // A lock being taken right now is given back too, once it is taken.
     await this.locking?.catch(() => undefined);
     const held = [...this.held];
-    this.held.clear();
-    await Promise.all(held.map((lock) => this.backend.unlock(lock).catch(() => undefined)));
+    this.log.debug({ locks: held, releasing: this.releasing.size }, "giving back the pool locks");
+    // Those already being given back are waited for too: the process ends once this resolves.
+    await Promise.all([...held.map((lock) => this.release(lock)), ...this.releasing]);
+  }
+
+  /** Gives a held lock back, once: released twice, the second could end a lock another replica has taken since. */
+  private release(lock: string): Promise<void> {
+    if (!this.held.delete(lock)) return Promise.resolve();
+    const releasing = this.backend.unlock(lock).then(
+      () => this.log.debug({ lock }, "gave back a pool lock"),
+      (error: unknown) => this.log.warn({ lock, err: error }, "could not give back a pool lock"),
+    );
+    this.releasing.add(releasing);
+    return releasing.finally(() => this.releasing.delete(releasing));
   }
 
   /** Brings every pool back to its size. Runs one at a time; a call while it runs asks for one more run. */
@@ -139,10 +153,17 @@ export class WarmPool {
         return taken;
       });
     this.locking = locking;
-    const taken = await locking.finally(() => {
-      if (this.locking === locking) this.locking = undefined;
-    });
+    const taken = await locking
+      .catch((error: unknown) => {
+        // The platform did not answer: the next round tries again (a fill never rejects).
+        this.log.warn({ profile: name, err: error }, "could not take the warm pool's lock");
+        return false;
+      })
+      .finally(() => {
+        if (this.locking === locking) this.locking = undefined;
+      });
     if (!taken) return;
+    this.log.debug({ lock }, "took a pool lock");
     try {
       // Closed while the lock was being taken: give it back at once (below), fill nothing.
       if (this.closed) return;
@@ -183,13 +204,8 @@ export class WarmPool {
     } catch (error) {
       this.log.warn({ profile: name, err: error }, "could not fill the warm pool");
     } finally {
-      // Unless close() already gave it back: released twice, the second release could end
-      // a lock another replica has taken since.
-      if (this.held.delete(lock)) {
-        await this.backend.unlock(lock).catch((error: unknown) => {
-          this.log.warn({ profile: name, err: error }, "could not release the warm pool's lock");
-        });
-      }
+      // Unless close() already gave it back.
+      await this.release(lock);
     }
   }
 
