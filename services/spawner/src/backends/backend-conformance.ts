@@ -118,8 +118,8 @@ export function runBackendConformance(name: string, setup: () => Promise<Conform
     }
 
     /** A warm pool member of the `default` pool: a session-to-be with no identity. */
-    async function createMember(memberId: string): Promise<RunningSession> {
-      const { spec, token } = specOf(memberId, h.images.runs);
+    async function createMember(memberId: string, workspace?: WorkspaceSpec): Promise<RunningSession> {
+      const { spec, token } = specOf(memberId, h.images.runs, 3, workspace);
       const meta = {
         labels: { [LABELS.sessionId]: memberId, [LABELS.pool]: "default" },
         annotations: {
@@ -439,6 +439,33 @@ export function runBackendConformance(name: string, setup: () => Promise<Conform
         expect((await h.backend.find(id))?.state.phase).toBe("running");
         expect(await h.backend.destroy(id)).toBe(true);
         await nothingLeftOf(id);
+      },
+      TEST_TIMEOUT_MS,
+    );
+
+    it(
+      "gives a claimed member's persistent workspace claim to the session: owned by it, removed with it",
+      async (context) => {
+        const workspace = h.stoppableWorkspace;
+        if (!workspace?.persistent) {
+          // Where every workspace is one volume with its container, the claim test below covers it.
+          context.skip(`skipped: the ${name} harness names no persistent workspace (stoppableWorkspace)`);
+          return;
+        }
+        const memberId = newId("p");
+        const member = await createMember(memberId, workspace);
+        await runnerdAnswers(member);
+        const listed = (await h.backend.listPool()).find((m) => m.memberId === memberId);
+        if (!listed) throw new Error("the member is not listed");
+        const id = newId("warm");
+        await h.backend.claim(listed, specOf(id, h.images.runs, 3, workspace).spec.meta);
+        const owned = await h.backend.owned();
+        // The workspace is the session's now: found by its id, nothing left under the member's.
+        expect(owned.filter((o) => o.sessionId === id).map((o) => o.kind)).toContain("pvc");
+        expect(owned.filter((o) => o.sessionId === memberId)).toEqual([]);
+        expect(await h.backend.destroy(id)).toBe(true);
+        await nothingLeftOf(id);
+        await nothingLeftOf(memberId);
       },
       TEST_TIMEOUT_MS,
     );

@@ -3,7 +3,6 @@ import {
   ApiException,
   CoordinationV1Api,
   CoreV1Api,
-  KubeConfig,
   makeInformer,
   PatchStrategy,
   setHeaderOptions,
@@ -42,6 +41,7 @@ import {
   WORKSPACE_PATH,
 } from "../runtime-contract.js";
 import { DELETING_ANNOTATION, podState, RUNNERD_CONTAINER, removedReason } from "./pod-state.js";
+import { PooledKubeConfig } from "./pooled-kube-config.js";
 
 export interface KubernetesBackendOptions {
   /** A kubeconfig file; without one: $KUBECONFIG, ~/.kube/config, or the in-cluster service account. */
@@ -77,7 +77,7 @@ const ANNOTATION_PREFIXES = ["sbx.dev/", ANNOTATIONS.userPrefix];
  */
 export class KubernetesBackend implements SessionBackend {
   readonly kind = "kubernetes";
-  private readonly config = new KubeConfig();
+  private readonly config = new PooledKubeConfig();
   private readonly core: CoreV1Api;
   private readonly coordination: CoordinationV1Api;
 
@@ -143,6 +143,11 @@ export class KubernetesBackend implements SessionBackend {
    * claimed member's Pod by the member's id; an unclaimed member's only when `members` says so.
    */
   private async readPod(id: string, members = false): Promise<V1Pod | undefined> {
+    return (await this.podNamed(id, members)) ?? (await this.podLabelled(id));
+  }
+
+  /** The Pod named for session `id` (a cold-created session's, or a member's when `members`), if ours. */
+  private async podNamed(id: string, members: boolean): Promise<V1Pod | undefined> {
     try {
       const pod = await this.core.readNamespacedPod({ name: this.podName(id), namespace: this.options.namespace });
       const labels = pod.metadata?.labels;
@@ -151,6 +156,11 @@ export class KubernetesBackend implements SessionBackend {
     } catch (error) {
       if (codeOf(error) !== 404) throw unavailable("could not read the session Pod", error);
     }
+    return undefined;
+  }
+
+  /** The Pod labelled with session `id` (a claimed pool member keeps its own name). */
+  private async podLabelled(id: string): Promise<V1Pod | undefined> {
     const found = await this.call("find the session Pod", () =>
       this.core.listNamespacedPod({
         namespace: this.options.namespace,
@@ -310,11 +320,13 @@ export class KubernetesBackend implements SessionBackend {
     if (id === undefined) throw new Error("a claim needs the session's id");
     // The member as listed is usually still current: its version from the listing saves a read, and
     // only a refused patch (the member changed since, or another replica claimed it) reads it again.
-    const [existing, listed] = await Promise.all([
-      this.readPod(id),
+    // Both ways a session can hold the id (its Pod's name, a claimed member's label), asked at once.
+    const [named, labelled, listed] = await Promise.all([
+      this.podNamed(id, false),
+      this.podLabelled(id),
       member.version === undefined ? this.readMember(memberId) : undefined,
     ]);
-    if (existing !== undefined) throw new BackendConflictError(`a session ${id} exists`);
+    if (named !== undefined || labelled !== undefined) throw new BackendConflictError(`a session ${id} exists`);
     let version = listed ?? member.version;
     let claimed: V1Pod | undefined;
     const labels = { ...meta.labels, [LABELS.pool]: null };
@@ -338,18 +350,21 @@ export class KubernetesBackend implements SessionBackend {
         version = await this.readMember(memberId);
       }
     }
-    // Its workspace claim (a persistent workspace) follows it.
-    try {
-      await this.core.patchNamespacedPersistentVolumeClaim(
-        {
-          name: this.claimName(memberId),
-          namespace: this.options.namespace,
-          body: { metadata: { labels, annotations } },
-        },
-        setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
-      );
-    } catch (error) {
-      if (codeOf(error) !== 404) throw unavailable("could not claim a pool member's workspace", error);
+    // Its workspace claim (a persistent workspace) follows it; an emptyDir workspace has none to patch.
+    const persistent = claimed.spec?.volumes?.some((v) => v.name === "workspace" && v.persistentVolumeClaim);
+    if (persistent) {
+      try {
+        await this.core.patchNamespacedPersistentVolumeClaim(
+          {
+            name: this.claimName(memberId),
+            namespace: this.options.namespace,
+            body: { metadata: { labels, annotations } },
+          },
+          setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
+        );
+      } catch (error) {
+        if (codeOf(error) !== 404) throw unavailable("could not claim a pool member's workspace", error);
+      }
     }
     const session = this.fromPod(claimed);
     if (!session) throw new BackendNotFoundError(`the claimed session ${id} is gone`);
