@@ -5,7 +5,14 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadConfig } from "../config.js";
 import { metaOf, recordFromMeta } from "../sessions/session-record.js";
 import { resolveSpec } from "../sessions/session-spec.js";
-import type { BackendSession, BackendSessionSpec, Endpoint, SessionBackend, WorkspaceSpec } from "./backend.js";
+import type {
+  BackendSession,
+  BackendSessionSpec,
+  Endpoint,
+  HeldLock,
+  SessionBackend,
+  WorkspaceSpec,
+} from "./backend.js";
 import { BackendConflictError, ImageUnavailableError, StartFailedError, StartTimeoutError } from "./backend-errors.js";
 import { runnerdEnvironment } from "./runtime-contract.js";
 
@@ -525,23 +532,31 @@ export function runBackendConformance(name: string, setup: () => Promise<Conform
     );
 
     it(
-      "gives a lock to one holder at a time, and breaks one whose holder let it expire",
+      "gives a lock to one holder at a time, breaks one whose holder let it expire, and never lets a late holder end another's",
       async () => {
         const name = newId("lock");
         const image = h.images.runs;
         const taken = await Promise.all(
           Array.from({ length: 5 }, () => h.backend.tryLock(name, { ttlMs: 60_000, image })),
         );
-        expect(taken.filter(Boolean)).toHaveLength(1);
-        expect(await h.backend.tryLock(name, { ttlMs: 60_000, image })).toBe(false);
-        await h.backend.unlock(name);
+        const held = taken.filter((lock) => lock !== undefined);
+        expect(held).toHaveLength(1);
+        expect(await h.backend.tryLock(name, { ttlMs: 60_000, image })).toBeUndefined();
+        await h.backend.unlock(held[0] as HeldLock);
         // A holder that died: its lock expires and the next one takes it.
-        expect(await h.backend.tryLock(name, { ttlMs: 1000, image })).toBe(true);
+        const late = await h.backend.tryLock(name, { ttlMs: 1000, image });
+        expect(late).toBeDefined();
         await delay(2100);
-        expect(await h.backend.tryLock(name, { ttlMs: 60_000, image })).toBe(true);
-        expect(await h.backend.tryLock(name, { ttlMs: 60_000, image })).toBe(false);
-        await h.backend.unlock(name);
-        await h.backend.unlock(name); // twice is fine
+        const next = await h.backend.tryLock(name, { ttlMs: 60_000, image });
+        expect(next).toBeDefined();
+        // The late holder gives back what it took: the next holder keeps its own.
+        await h.backend.unlock(late as HeldLock);
+        expect(await h.backend.tryLock(name, { ttlMs: 60_000, image })).toBeUndefined();
+        await h.backend.unlock(next as HeldLock);
+        await h.backend.unlock(next as HeldLock); // twice is fine
+        const again = await h.backend.tryLock(name, { ttlMs: 60_000, image });
+        expect(again).toBeDefined();
+        await h.backend.unlock(again as HeldLock);
       },
       TEST_TIMEOUT_MS,
     );

@@ -60,6 +60,12 @@ export interface BackendSession {
   endpoint: Endpoint | undefined;
 }
 
+/** A lock as its holder took it: `token` tells this taking from any later one of the same name. */
+export interface HeldLock {
+  name: string;
+  token: string;
+}
+
 /** A warm pool member: a started session without an identity yet, kept for a profile. */
 export interface PoolMember {
   memberId: string;
@@ -136,10 +142,12 @@ export interface SessionBackend {
   claim(member: PoolMember, meta: SessionMeta): Promise<BackendSession>;
   /**
    * Takes a lock only one holder has at a time, until released or `ttlMs` passed (a holder that
-   * died): true when taken. `image`: an image the platform has, should the lock need one.
+   * died): the held lock when taken, undefined when another holds it. `image`: an image the
+   * platform has, should the lock need one.
    */
-  tryLock(name: string, options: { ttlMs: number; image: string }): Promise<boolean>;
-  unlock(name: string): Promise<void>;
+  tryLock(name: string, options: { ttlMs: number; image: string }): Promise<HeldLock | undefined>;
+  /** Gives a lock back; only as it was taken: once it expired and another took it, the other keeps it. */
+  unlock(lock: HeldLock): Promise<void>;
   /** The content id of an image as the platform has it now, where it can tell. */
   currentImageId(image: string): Promise<string | undefined>;
 }

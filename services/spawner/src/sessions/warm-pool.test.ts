@@ -1,7 +1,7 @@
 import { Writable } from "node:stream";
 import { createLogger, systemClock } from "@sbx/edge";
 import { describe, expect, it } from "vitest";
-import type { PoolMember } from "../backends/backend.js";
+import type { HeldLock, PoolMember } from "../backends/backend.js";
 import { MemoryBackend } from "../backends/memory/memory-backend.js";
 import { loadConfig } from "../config.js";
 import { Metrics } from "../metrics.js";
@@ -20,7 +20,7 @@ const quiet = createLogger(
 /** A platform whose locks take a while to take: a shutdown can land while one is being taken. */
 class SlowLocks extends MemoryBackend {
   lockStarted: () => void = () => {};
-  override async tryLock(name: string, options: { ttlMs: number }): Promise<boolean> {
+  override async tryLock(name: string, options: { ttlMs: number }): Promise<HeldLock | undefined> {
     this.lockStarted();
     await new Promise((resolve) => setTimeout(resolve, 100));
     return super.tryLock(name, options);
@@ -29,7 +29,7 @@ class SlowLocks extends MemoryBackend {
 
 /** A platform that cannot be reached for locks. */
 class UnreachableLocks extends MemoryBackend {
-  override async tryLock(): Promise<boolean> {
+  override async tryLock(): Promise<HeldLock | undefined> {
     throw new Error("connect ECONNREFUSED");
   }
 }
@@ -42,10 +42,10 @@ class SlowRelease extends MemoryBackend {
     const member = { memberId: "p-full", profile: "default", image: "sbx-runtime:latest", imageId: undefined };
     return [{ ...member, state: { phase: "running" }, endpoint: { host: "127.0.0.1", port: 1 }, createdAt: 0 }];
   }
-  override async unlock(name: string): Promise<void> {
+  override async unlock(lock: HeldLock): Promise<void> {
     this.unlockStarted();
     await new Promise((resolve) => setTimeout(resolve, 200));
-    await super.unlock(name);
+    await super.unlock(lock);
     this.released = true;
   }
 }
@@ -92,7 +92,7 @@ describe("warm pool locks", () => {
     await pool.close();
     await filling;
     // Another replica (or this one restarted) takes the lock at once, instead of after its expiry.
-    expect(await backend.tryLock("pool-default", { ttlMs: 60_000 })).toBe(true);
+    expect(await backend.tryLock("pool-default", { ttlMs: 60_000 })).toBeDefined();
     // And the closed pool started nothing.
     expect(await backend.listPool()).toEqual([]);
     await backend.close();

@@ -1,7 +1,7 @@
 import type { Clock, Logger } from "@sbx/edge";
 import { ANNOTATIONS, LABELS } from "@sbx/protocol";
 import { customAlphabet } from "nanoid";
-import type { BackendSessionSpec, PoolMember, SessionBackend } from "../backends/backend.js";
+import type { BackendSessionSpec, HeldLock, PoolMember, SessionBackend } from "../backends/backend.js";
 import { BackendConflictError } from "../backends/backend-errors.js";
 import { runnerdEnvironment } from "../backends/runtime-contract.js";
 import type { Config, Profile } from "../config.js";
@@ -36,9 +36,9 @@ export class WarmPool {
   private again = false;
   private closed = false;
   /** A lock being taken right now (close waits for it, to give it back). */
-  private locking: Promise<boolean> | undefined;
-  /** Pool locks this replica holds right now (given back at close). */
-  private readonly held = new Set<string>();
+  private locking: Promise<HeldLock | undefined> | undefined;
+  /** Pool locks this replica holds right now, by name (given back at close). */
+  private readonly held = new Map<string, HeldLock>();
   /** Locks being given back right now (close waits for them: the process may end right after). */
   private readonly releasing = new Set<Promise<void>>();
 
@@ -86,18 +86,20 @@ export class WarmPool {
     this.closed = true;
     // A lock being taken right now is given back too, once it is taken.
     await this.locking?.catch(() => undefined);
-    const held = [...this.held];
+    const held = [...this.held.keys()];
     this.log.debug({ locks: held, releasing: this.releasing.size }, "giving back the pool locks");
     // Those already being given back are waited for too: the process ends once this resolves.
     await Promise.all([...held.map((lock) => this.release(lock)), ...this.releasing]);
   }
 
   /** Gives a held lock back, once: released twice, the second could end a lock another replica has taken since. */
-  private release(lock: string): Promise<void> {
-    if (!this.held.delete(lock)) return Promise.resolve();
+  private release(name: string): Promise<void> {
+    const lock = this.held.get(name);
+    if (lock === undefined) return Promise.resolve();
+    this.held.delete(name);
     const releasing = this.backend.unlock(lock).then(
-      () => this.log.debug({ lock }, "gave back a pool lock"),
-      (error: unknown) => this.log.warn({ lock, err: error }, "could not give back a pool lock"),
+      () => this.log.debug({ lock: name }, "gave back a pool lock"),
+      (error: unknown) => this.log.warn({ lock: name, err: error }, "could not give back a pool lock"),
     );
     this.releasing.add(releasing);
     return releasing.finally(() => this.releasing.delete(releasing));
@@ -149,7 +151,7 @@ export class WarmPool {
     const locking = this.backend
       .tryLock(lock, { ttlMs: this.config.createTimeoutMs + 30_000, image: lockImage })
       .then((taken) => {
-        if (taken) this.held.add(lock);
+        if (taken) this.held.set(lock, taken);
         return taken;
       });
     this.locking = locking;
@@ -157,7 +159,7 @@ export class WarmPool {
       .catch((error: unknown) => {
         // The platform did not answer: the next round tries again (a fill never rejects).
         this.log.warn({ profile: name, err: error }, "could not take the warm pool's lock");
-        return false;
+        return undefined;
       })
       .finally(() => {
         if (this.locking === locking) this.locking = undefined;

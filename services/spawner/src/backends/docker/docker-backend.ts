@@ -7,6 +7,7 @@ import type {
   BackendSession,
   BackendSessionSpec,
   Endpoint,
+  HeldLock,
   OwnedObject,
   PoolMember,
   SessionBackend,
@@ -221,17 +222,18 @@ export class DockerBackend implements SessionBackend {
     return { id, meta, state: { phase: "running" }, endpoint: member.endpoint };
   }
 
-  async tryLock(name: string, options: { ttlMs: number; image: string }): Promise<boolean> {
+  async tryLock(name: string, options: { ttlMs: number; image: string }): Promise<HeldLock | undefined> {
     const lock = `sbx-${this.options.deployment}-lock-${name}`;
     for (let attempt = 0; attempt < 2; attempt++) {
       try {
-        // A container is the one object whose name the engine refuses to give twice. Never started.
-        await this.docker.createContainer({
+        // A container is the one object whose name the engine refuses to give twice. Never started;
+        // its id tells this taking from a later one.
+        const made = await this.docker.createContainer({
           name: lock,
           Image: options.image,
           Labels: { ...this.ownership(), [LOCK_EXPIRES]: String(Date.now() + options.ttlMs) },
         });
-        return true;
+        return { name, token: made.id };
       } catch (error) {
         if (statusOf(error) !== 409) throw unavailable("could not take a lock", error);
       }
@@ -244,7 +246,7 @@ export class DockerBackend implements SessionBackend {
           throw unavailable("could not read a lock", error);
         });
       const expires = Number(held?.Config.Labels?.[LOCK_EXPIRES] ?? 0);
-      if (held && expires > Date.now()) return false;
+      if (held && expires > Date.now()) return undefined;
       // Broken by its id: a lock another replica has just taken anew (a new container) stays.
       if (held)
         await this.docker
@@ -254,12 +256,13 @@ export class DockerBackend implements SessionBackend {
             if (statusOf(error) !== 404 && statusOf(error) !== 409) throw unavailable("could not break a lock", error);
           });
     }
-    return false;
+    return undefined;
   }
 
-  async unlock(name: string): Promise<void> {
+  async unlock(lock: HeldLock): Promise<void> {
     try {
-      await this.docker.getContainer(`sbx-${this.options.deployment}-lock-${name}`).remove({ force: true });
+      // By its id: once it expired and another replica took the name, that lock is not this one.
+      await this.docker.getContainer(lock.token).remove({ force: true });
     } catch (error) {
       if (statusOf(error) !== 404 && statusOf(error) !== 409) throw unavailable("could not release a lock", error);
     }

@@ -17,6 +17,7 @@ import { z } from "zod";
 import type {
   BackendSession,
   BackendSessionSpec,
+  HeldLock,
   OwnedObject,
   PoolMember,
   SessionBackend,
@@ -388,12 +389,12 @@ export class KubernetesBackend implements SessionBackend {
     return version;
   }
 
-  async tryLock(name: string, options: { ttlMs: number; image: string }): Promise<boolean> {
+  async tryLock(name: string, options: { ttlMs: number; image: string }): Promise<HeldLock | undefined> {
     const lease = `sbx-${this.options.deployment}-lock-${name}`;
     const namespace = this.options.namespace;
     for (let attempt = 0; attempt < 2; attempt++) {
       try {
-        await this.coordination.createNamespacedLease({
+        const made = await this.coordination.createNamespacedLease({
           namespace,
           body: {
             metadata: { name: lease, labels: this.ownership() },
@@ -405,7 +406,10 @@ export class KubernetesBackend implements SessionBackend {
             },
           },
         });
-        return true;
+        // Its uid tells this taking from a later lease of the same name.
+        const uid = made.metadata?.uid;
+        if (uid === undefined) throw unavailable("a lock was taken without a uid", undefined);
+        return { name, token: uid };
       } catch (error) {
         if (codeOf(error) !== 409) throw unavailable("could not take a lock", error);
       }
@@ -416,7 +420,7 @@ export class KubernetesBackend implements SessionBackend {
       });
       const renewed = held?.spec?.renewTime ? new Date(held.spec.renewTime).getTime() : 0;
       const expires = renewed + (held?.spec?.leaseDurationSeconds ?? 0) * 1000;
-      if (held && expires > Date.now()) return false;
+      if (held && expires > Date.now()) return undefined;
       if (held) {
         // Broken only as it was read: a lease another replica has just taken anew stays.
         await this.coordination
@@ -430,17 +434,20 @@ export class KubernetesBackend implements SessionBackend {
           });
       }
     }
-    return false;
+    return undefined;
   }
 
-  async unlock(name: string): Promise<void> {
+  async unlock(lock: HeldLock): Promise<void> {
     try {
+      // Only the lease this holder made: once it expired and another replica took the name, the
+      // precondition fails (409) and the other's lease stays.
       await this.coordination.deleteNamespacedLease({
-        name: `sbx-${this.options.deployment}-lock-${name}`,
+        name: `sbx-${this.options.deployment}-lock-${lock.name}`,
         namespace: this.options.namespace,
+        body: { preconditions: { uid: lock.token } },
       });
     } catch (error) {
-      if (codeOf(error) !== 404) throw unavailable("could not release a lock", error);
+      if (codeOf(error) !== 404 && codeOf(error) !== 409) throw unavailable("could not release a lock", error);
     }
   }
 

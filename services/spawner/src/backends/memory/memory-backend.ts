@@ -1,9 +1,11 @@
+import { randomUUID } from "node:crypto";
 import { setTimeout as delay } from "node:timers/promises";
 import { ANNOTATIONS, type FailureReason, LABELS, type Lease } from "@sbx/protocol";
 import type {
   BackendSession,
   BackendSessionSpec,
   BackendState,
+  HeldLock,
   OwnedObject,
   PoolMember,
   SessionBackend,
@@ -50,7 +52,7 @@ export class MemoryBackend implements SessionBackend {
   private readonly entries = new Map<string, Entry>();
   private readonly listeners = new Set<SessionListener>();
   private reachable = true;
-  private readonly locks = new Map<string, number>();
+  private readonly locks = new Map<string, { expires: number; token: string }>();
   /** Pool members claimed so far (for tests). */
   claims = 0;
   private readonly images: Set<string>;
@@ -167,16 +169,17 @@ export class MemoryBackend implements SessionBackend {
     return entry.session;
   }
 
-  async tryLock(name: string, options: { ttlMs: number }): Promise<boolean> {
+  async tryLock(name: string, options: { ttlMs: number }): Promise<HeldLock | undefined> {
     this.check();
     const held = this.locks.get(name);
-    if (held !== undefined && held > Date.now()) return false;
-    this.locks.set(name, Date.now() + options.ttlMs);
-    return true;
+    if (held !== undefined && held.expires > Date.now()) return undefined;
+    const token = randomUUID();
+    this.locks.set(name, { expires: Date.now() + options.ttlMs, token });
+    return { name, token };
   }
 
-  async unlock(name: string): Promise<void> {
-    this.locks.delete(name);
+  async unlock(lock: HeldLock): Promise<void> {
+    if (this.locks.get(lock.name)?.token === lock.token) this.locks.delete(lock.name);
   }
 
   async currentImageId(): Promise<string | undefined> {
