@@ -287,6 +287,34 @@ export function runWarmPoolSuite(options: WarmPoolOptions): void {
     );
 
     it(
+      "a replica that dies holding a pool lock holds up that pool only for the lock's short lifetime",
+      async (context) => {
+        if (options.backend !== "kubernetes") {
+          context.skip(
+            `skipped: ${options.backend} cannot renew a lock in place, so its locks live a whole create timeout`,
+          );
+          return;
+        }
+        await stopAll();
+        const env = {
+          SPAWNER_POOL_SIZE: "0",
+          SPAWNER_PROFILES: JSON.stringify({ orphan: { images: ["sbx-runtime:latest"], pool: { size: 1 } } }),
+        };
+        const took = (s: SpawnerHandle) => s.logs().includes(`"lock":"pool-orphan","msg":"took a pool lock"`);
+        const doomed = await start(env);
+        expect(await eventually(async () => took(doomed), 60_000)).toBe(true);
+        await doomed.kill();
+        const diedAt = Date.now();
+        const next = await start(env);
+        // The dead replica's lock expires within its 15 s lifetime (it is no longer renewed).
+        expect(await eventually(async () => took(next), 40_000)).toBe(true);
+        expect(Date.now() - diedAt).toBeLessThan(30_000); // not the 90 s an unrenewed lock lives here
+        expect(await poolFilled(1, "orphan")).toBe(true);
+      },
+      SUITE_TIMEOUT_MS,
+    );
+
+    it(
       "gives its pool lock back when stopped in the middle of filling, so the next replica fills at once",
       async () => {
         await stopAll();

@@ -560,5 +560,33 @@ export function runBackendConformance(name: string, setup: () => Promise<Conform
       },
       TEST_TIMEOUT_MS,
     );
+
+    it(
+      "keeps a lock its holder renews past its lifetime, and lets it go once the holder stops",
+      async (context) => {
+        const renew = h.backend.renewLock?.bind(h.backend);
+        if (!renew) {
+          context.skip(`skipped: ${name} cannot extend a lock in place (its locks live a whole create timeout)`);
+          return;
+        }
+        const lockName = newId("lock");
+        const image = h.images.runs;
+        const held = await h.backend.tryLock(lockName, { ttlMs: 2000, image });
+        if (!held) throw new Error("the lock was not taken");
+        for (let i = 0; i < 3; i++) {
+          await delay(1000);
+          expect(await renew(held, 2000)).toBe(true);
+        }
+        // Three seconds after it was taken for two: still held.
+        expect(await h.backend.tryLock(lockName, { ttlMs: 60_000, image })).toBeUndefined();
+        // The holder stops renewing (it died): the lock expires, the next one takes it.
+        await delay(2600);
+        const next = await h.backend.tryLock(lockName, { ttlMs: 60_000, image });
+        expect(next).toBeDefined();
+        expect(await renew(held, 2000)).toBe(false);
+        await h.backend.unlock(next as HeldLock);
+      },
+      TEST_TIMEOUT_MS,
+    );
   });
 }

@@ -148,6 +148,12 @@ export interface SessionBackend {
   tryLock(name: string, options: { ttlMs: number; image: string }): Promise<HeldLock | undefined>;
   /** Gives a lock back; only as it was taken: once it expired and another took it, the other keeps it. */
   unlock(lock: HeldLock): Promise<void>;
+  /**
+   * Where the platform can extend a lock in place: its holder keeps it for another `ttlMs` from
+   * now; false when it is no longer this holder's. A holder that renews can take its lock with a
+   * short lifetime, so one that dies blocks others for moments, not for a whole create timeout.
+   */
+  renewLock?(lock: HeldLock, ttlMs: number): Promise<boolean>;
   /** The content id of an image as the platform has it now, where it can tell. */
   currentImageId(image: string): Promise<string | undefined>;
 }

@@ -17,6 +17,11 @@ const FAILURES_BEFORE_BACKOFF = 3;
 const MAX_BACKOFF_MS = 5 * 60_000;
 /** How long after a claim its pool starts refilling. */
 const REFILL_DELAY_MS = 500;
+/**
+ * A pool lock's lifetime where the platform renews locks (every third of it while held): a
+ * replica that dies holding one blocks that pool for at most this long.
+ */
+export const RENEWED_LOCK_TTL_MS = 15_000;
 
 /**
  * Warm pools: per profile, members kept running (created like sessions, with
@@ -105,6 +110,18 @@ export class WarmPool {
     return releasing.finally(() => this.releasing.delete(releasing));
   }
 
+  /** Extends a held lock; a lock lost meanwhile (this replica stalled past its lifetime) is said so. */
+  private renew(lock: HeldLock, ttlMs: number): void {
+    void this.backend.renewLock?.(lock, ttlMs).then(
+      (kept) => {
+        if (!kept && this.held.get(lock.name) === lock) {
+          this.log.warn({ lock: lock.name }, "lost a pool lock while filling (it expired before it was renewed)");
+        }
+      },
+      (error: unknown) => this.log.warn({ lock: lock.name, err: error }, "could not renew a pool lock"),
+    );
+  }
+
   /** Brings every pool back to its size. Runs one at a time; a call while it runs asks for one more run. */
   fill(): Promise<void> {
     if (this.closed) return Promise.resolve();
@@ -147,13 +164,14 @@ export class WarmPool {
     // The lock's image: any the platform has (a pool's own may be the one that fails to pull).
     const lockImage = this.config.profiles.get("default")?.images[0] ?? image;
     if (this.closed) return;
+    // Renewed while held where the platform can; elsewhere it must outlast a whole fill.
+    const renewable = this.backend.renewLock !== undefined;
+    const ttlMs = renewable ? RENEWED_LOCK_TTL_MS : this.config.createTimeoutMs + 30_000;
     // Held from the moment it is taken, in the same step: a close() waiting on it then sees it.
-    const locking = this.backend
-      .tryLock(lock, { ttlMs: this.config.createTimeoutMs + 30_000, image: lockImage })
-      .then((taken) => {
-        if (taken) this.held.set(lock, taken);
-        return taken;
-      });
+    const locking = this.backend.tryLock(lock, { ttlMs, image: lockImage }).then((taken) => {
+      if (taken) this.held.set(lock, taken);
+      return taken;
+    });
     this.locking = locking;
     const taken = await locking
       .catch((error: unknown) => {
@@ -166,6 +184,8 @@ export class WarmPool {
       });
     if (!taken) return;
     this.log.debug({ lock }, "took a pool lock");
+    const renewing = renewable ? setInterval(() => this.renew(taken, ttlMs), ttlMs / 3) : undefined;
+    renewing?.unref();
     try {
       // Closed while the lock was being taken: give it back at once (below), fill nothing.
       if (this.closed) return;
@@ -206,6 +226,7 @@ export class WarmPool {
     } catch (error) {
       this.log.warn({ profile: name, err: error }, "could not fill the warm pool");
     } finally {
+      clearInterval(renewing);
       // Unless close() already gave it back.
       await this.release(lock);
     }

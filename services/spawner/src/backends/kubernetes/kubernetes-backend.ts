@@ -451,6 +451,29 @@ export class KubernetesBackend implements SessionBackend {
     }
   }
 
+  async renewLock(lock: HeldLock, ttlMs: number): Promise<boolean> {
+    try {
+      // The uid in the patch is a precondition: a lease another replica has taken since is not
+      // renewed (the API server refuses the patch as changing an immutable field, 422).
+      await this.coordination.patchNamespacedLease(
+        {
+          name: `sbx-${this.options.deployment}-lock-${lock.name}`,
+          namespace: this.options.namespace,
+          body: {
+            metadata: { uid: lock.token },
+            spec: { renewTime: new V1MicroTime(), leaseDurationSeconds: Math.ceil(ttlMs / 1000) },
+          },
+        },
+        setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
+      );
+      return true;
+    } catch (error) {
+      const code = codeOf(error);
+      if (code === 404 || code === 409 || code === 422) return false;
+      throw unavailable("could not renew a lock", error);
+    }
+  }
+
   async currentImageId(): Promise<string | undefined> {
     // A node keeps its own copy of each image; which one a new Pod gets is the kubelet's business.
     return undefined;

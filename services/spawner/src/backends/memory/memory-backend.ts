@@ -182,6 +182,14 @@ export class MemoryBackend implements SessionBackend {
     if (this.locks.get(lock.name)?.token === lock.token) this.locks.delete(lock.name);
   }
 
+  async renewLock(lock: HeldLock, ttlMs: number): Promise<boolean> {
+    this.check();
+    const held = this.locks.get(lock.name);
+    if (held?.token !== lock.token || held.expires <= Date.now()) return false;
+    held.expires = Date.now() + ttlMs;
+    return true;
+  }
+
   async currentImageId(): Promise<string | undefined> {
     return undefined;
   }
