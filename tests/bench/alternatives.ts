@@ -2,7 +2,7 @@
 // does it, and following a bare Pod until it runs with an IP.
 import { PassThrough } from "node:stream";
 import { type KubeConfig, type V1Pod, Watch } from "@kubernetes/client-node";
-import Docker from "dockerode";
+import type Docker from "dockerode";
 import { SESSIONS_NAMESPACE } from "../support/kubernetes.js";
 
 /** `docker exec` as dockerode does it: create the exec, start it attached, read the demuxed stream, inspect. */
@@ -13,7 +13,7 @@ export async function dockerExec(container: Docker.Container, cmd: string[], onS
   const stderr = new PassThrough();
   stdout.on("data", (chunk: Buffer) => onStdout?.(chunk.length));
   stderr.resume();
-  new Docker().modem.demuxStream(stream, stdout, stderr);
+  container.modem.demuxStream(stream, stdout, stderr);
   await new Promise<void>((resolve, reject) => {
     stream.on("end", resolve);
     stream.on("error", reject);

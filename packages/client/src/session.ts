@@ -34,7 +34,7 @@ import { packDirectory, type TransferProgress, unpackDirectory } from "./directo
 import { ConnectionError } from "./errors.js";
 import { EVENT_STREAM_ACCEPT } from "./event-stream.js";
 import { ExecHandle, type ExecOptions, type ExecWaitResult } from "./exec-handle.js";
-import { queryString, type Transport } from "./transport.js";
+import { bodyOf, queryString, type Transport } from "./transport.js";
 
 /** Reads of a local file to upload: a sixteenth of the chunks (and per-chunk work) of Node's default. */
 const TRANSFER_CHUNK_BYTES = 1024 * 1024;
@@ -212,9 +212,7 @@ export class SessionHandle {
     });
     const target = `${this.base}/files/content${queryString({ path: remotePath, mode })}`;
     const response = await this.transport.sendNode("PUT", target, { body: source, signal: options.signal });
-    const chunks: Buffer[] = [];
-    for await (const chunk of response) chunks.push(chunk as Buffer);
-    return FileWriteResponseSchema.parse(JSON.parse(Buffer.concat(chunks).toString("utf8")));
+    return FileWriteResponseSchema.parse(JSON.parse((await bodyOf(response)).toString("utf8")));
   }
 
   /**

@@ -125,13 +125,11 @@ export class Transport {
     });
     const status = response.statusCode ?? 0;
     if (status >= 200 && status < 300) return response;
-    const chunks: Buffer[] = [];
-    for await (const chunk of response) chunks.push(chunk as Buffer);
     const answer = new Headers();
     for (const [name, value] of Object.entries(response.headers)) {
       if (typeof value === "string") answer.set(name, value);
     }
-    throw await errorFromResponse(new Response(Buffer.concat(chunks), { status, headers: answer }));
+    throw await errorFromResponse(new Response(await bodyOf(response), { status, headers: answer }));
   }
 
   /** Sends a signed request and parses its JSON answer with `schema`. */
@@ -168,4 +166,11 @@ export function queryString(params: Record<string, string | number | boolean | s
   }
   const text = search.toString();
   return text === "" ? "" : `?${text}`;
+}
+
+/** The whole body of a Node response (a small JSON answer or error envelope). */
+export async function bodyOf(response: IncomingMessage): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of response) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
 }

@@ -98,13 +98,11 @@ async function main(): Promise<void> {
     server.closeAllConnections();
     metricsServer.close();
     spawner.proxy.close();
-    // A pool's lock held now is given back, so that another replica (or this one restarted)
-    // fills the pool at once instead of after the lock's expiry.
-    // A busy platform may take seconds to answer; an orchestrator's stop grace (10 s for Docker,
-    // 30 s for Kubernetes) leaves room for it.
-    // The timer is what keeps the process alive until then: with the servers closed, a release
-    // still being prepared (promises only, no socket yet) would otherwise let Node end at once,
-    // leaving the lock to expire.
+    // The pool locks held now are given back, so that another replica (or this one restarted)
+    // fills the pools at once instead of after the locks expire. A busy platform may take seconds
+    // to answer: up to 8 s, inside an orchestrator's stop grace (10 s Docker, 30 s Kubernetes).
+    // The timer is ref'd on purpose: with the servers closed, it is what keeps Node from ending
+    // while a release is still only promises (no socket yet), which would leave the lock behind.
     const exit = () => process.exit(0);
     setTimeout(exit, 8000);
     void spawner.pool.close().finally(exit);

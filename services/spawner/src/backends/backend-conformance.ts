@@ -456,7 +456,9 @@ export function runBackendConformance(name: string, setup: () => Promise<Conform
         const workspace = h.stoppableWorkspace;
         if (!workspace?.persistent) {
           // Where every workspace is one volume with its container, the claim test below covers it.
-          context.skip(`skipped: the ${name} harness names no persistent workspace (stoppableWorkspace)`);
+          const why = `the ${name} harness names no persistent workspace (stoppableWorkspace)`;
+          console.warn(`SKIPPING the persistent-workspace claim test: ${why}`);
+          context.skip(why);
           return;
         }
         const memberId = newId("p");
@@ -566,7 +568,9 @@ export function runBackendConformance(name: string, setup: () => Promise<Conform
       async (context) => {
         const renew = h.backend.renewLock?.bind(h.backend);
         if (!renew) {
-          context.skip(`skipped: ${name} cannot extend a lock in place (its locks live a whole create timeout)`);
+          const why = `${name} cannot extend a lock in place (its locks live a whole create timeout)`;
+          console.warn(`SKIPPING the lock renewal test: ${why}`);
+          context.skip(why);
           return;
         }
         const lockName = newId("lock");

@@ -57,10 +57,14 @@ const poolConfig = () =>
     SPAWNER_POOL_SIZE: "1",
   });
 
+/** A pool of one member for the default profile, on `backend`. */
+const poolOn = (backend: MemoryBackend) =>
+  new WarmPool(poolConfig(), backend, systemClock, quiet, new Metrics(() => ({})));
+
 describe("warm pool locks", () => {
   it("a lock the platform cannot give is tried again next round, never an unhandled rejection", async () => {
     const backend = new UnreachableLocks();
-    const pool = new WarmPool(poolConfig(), backend, systemClock, quiet, new Metrics(() => ({})));
+    const pool = poolOn(backend);
     await expect(pool.fill()).resolves.toBeUndefined();
     expect(await backend.listPool()).toEqual([]);
     await pool.close();
@@ -69,7 +73,7 @@ describe("warm pool locks", () => {
 
   it("waits at close for a lock still being given back (the process ends right after)", async () => {
     const backend = new SlowRelease();
-    const pool = new WarmPool(poolConfig(), backend, systemClock, quiet, new Metrics(() => ({})));
+    const pool = poolOn(backend);
     const releasing = new Promise<void>((resolve) => {
       backend.unlockStarted = resolve;
     });
@@ -83,7 +87,7 @@ describe("warm pool locks", () => {
 
   it("gives back a lock that was still being taken when the pool closed, so a restart fills at once", async () => {
     const backend = new SlowLocks();
-    const pool = new WarmPool(poolConfig(), backend, systemClock, quiet, new Metrics(() => ({})));
+    const pool = poolOn(backend);
     const taking = new Promise<void>((resolve) => {
       backend.lockStarted = resolve;
     });

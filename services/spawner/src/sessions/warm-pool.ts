@@ -21,7 +21,7 @@ const REFILL_DELAY_MS = 500;
  * A pool lock's lifetime where the platform renews locks (every third of it while held): a
  * replica that dies holding one blocks that pool for at most this long.
  */
-export const RENEWED_LOCK_TTL_MS = 15_000;
+const RENEWED_LOCK_TTL_MS = 15_000;
 
 /**
  * Warm pools: per profile, members kept running (created like sessions, with
@@ -97,7 +97,7 @@ export class WarmPool {
     await Promise.all([...held.map((lock) => this.release(lock)), ...this.releasing]);
   }
 
-  /** Gives a held lock back, once: released twice, the second could end a lock another replica has taken since. */
+  /** Gives a held lock back, once (close() and the fill that took it may both ask). */
   private release(name: string): Promise<void> {
     const lock = this.held.get(name);
     if (lock === undefined) return Promise.resolve();

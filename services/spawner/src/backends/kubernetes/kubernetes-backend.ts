@@ -96,6 +96,11 @@ export class KubernetesBackend implements SessionBackend {
     return `sbx-${this.options.deployment}-${id}`;
   }
 
+  /** The Lease that is the lock `name`. */
+  private leaseName(name: string): string {
+    return `sbx-${this.options.deployment}-lock-${name}`;
+  }
+
   claimName(id: string): string {
     return `sbx-${this.options.deployment}-${id}-workspace`;
   }
@@ -390,7 +395,7 @@ export class KubernetesBackend implements SessionBackend {
   }
 
   async tryLock(name: string, options: { ttlMs: number; image: string }): Promise<HeldLock | undefined> {
-    const lease = `sbx-${this.options.deployment}-lock-${name}`;
+    const lease = this.leaseName(name);
     const namespace = this.options.namespace;
     for (let attempt = 0; attempt < 2; attempt++) {
       try {
@@ -442,7 +447,7 @@ export class KubernetesBackend implements SessionBackend {
       // Only the lease this holder made: once it expired and another replica took the name, the
       // precondition fails (409) and the other's lease stays.
       await this.coordination.deleteNamespacedLease({
-        name: `sbx-${this.options.deployment}-lock-${lock.name}`,
+        name: this.leaseName(lock.name),
         namespace: this.options.namespace,
         body: { preconditions: { uid: lock.token } },
       });
@@ -457,7 +462,7 @@ export class KubernetesBackend implements SessionBackend {
       // renewed (the API server refuses the patch as changing an immutable field, 422).
       await this.coordination.patchNamespacedLease(
         {
-          name: `sbx-${this.options.deployment}-lock-${lock.name}`,
+          name: this.leaseName(lock.name),
           namespace: this.options.namespace,
           body: {
             metadata: { uid: lock.token },
