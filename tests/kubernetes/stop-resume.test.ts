@@ -1,6 +1,7 @@
 import {
   kubeLeftovers,
   kubernetesUnavailable,
+  kubeSbxTruth,
   removeKubeDeployment,
   STORAGE_CLASS,
   startKubeSpawner,
@@ -27,6 +28,7 @@ runStopResumeSuite({
     }),
   // A stopped session keeps its workspace on a PersistentVolumeClaim; the Pod goes.
   stoppable: { profile: "durable" },
+  platformTruth: kubeSbxTruth,
   async leftovers(deployment) {
     const left = await kubeLeftovers(deployment);
     return [...left.pods, ...left.pvcs];

@@ -1,7 +1,7 @@
 import { mkdtemp, readdir, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { EnvNamesResponseSchema, ExecInfoSchema, LeaseResponseSchema, RunnerdStatusSchema } from "@sbx/protocol";
+import { EnvNamesResponseSchema, ExecInfoSchema, RunnerdStatusSchema } from "@sbx/protocol";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type RunnerdHandle, startRunnerd } from "../support/runnerd.js";
 import { exitOf, readEvents, textOf } from "../support/sse.js";
@@ -10,14 +10,12 @@ describe("runnerd keeps its state across a stop and a start on the same workspac
   let root: string;
   let first: RunnerdHandle;
   let second: RunnerdHandle;
-  const lease = { expiresAt: Date.now() + 3_600_000, idleTimeoutMs: 120_000 };
   let tickerLastSeq = 0;
 
   beforeAll(async () => {
     root = await mkdtemp(path.join(tmpdir(), "runnerd-persist-"));
     first = await startRunnerd({ root });
     expect((await first.json("PATCH", "/v1/env", { set: { API_KEY: "k-123", MODE: "fast" } })).status).toBe(200);
-    expect((await first.json("PUT", "/v1/lease", lease)).status).toBe(200);
     const done = await first.json("POST", "/v1/execs?wait=true", {
       execId: "done",
       shell: "for i in $(seq 1 50); do echo line $i; done",
@@ -41,12 +39,13 @@ describe("runnerd keeps its state across a stop and a start on the same workspac
     await rm(root, { recursive: true, force: true });
   });
 
-  it("brings back the session env and the lease", async () => {
+  it("brings back the session env, and keeps no lease of its own", async () => {
     expect(EnvNamesResponseSchema.parse((await second.json("GET", "/v1/env")).body).names).toEqual(["API_KEY", "MODE"]);
     const env = await second.json("POST", "/v1/execs?wait=true", { shell: 'echo "$API_KEY/$MODE"' });
     expect(env.body).toMatchObject({ stdout: "k-123/fast\n" });
-    expect(RunnerdStatusSchema.parse((await second.json("GET", "/v1/status")).body).lease).toEqual(lease);
-    expect(LeaseResponseSchema.safeParse({ lease }).success).toBe(true);
+    // A session's lifetime is the spawner's: runnerd has no route that takes one, and reports none.
+    expect((await second.json("PUT", "/v1/lease", { expiresAt: Date.now(), idleTimeoutMs: 1000 })).status).toBe(404);
+    expect(RunnerdStatusSchema.strict().safeParse((await second.json("GET", "/v1/status")).body).success).toBe(true);
   });
 
   it("brings back a finished exec with its whole output, replayable from any point", async () => {

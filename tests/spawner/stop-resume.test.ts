@@ -1,4 +1,4 @@
-import { dockerUnavailable, leftovers, removeDeployment } from "../support/docker.js";
+import { dockerUnavailable, leftovers, removeDeployment, sbxTruth } from "../support/docker.js";
 import { startSpawner } from "../support/spawner.js";
 import { runStopResumeSuite } from "../support/stop-resume-suite.js";
 
@@ -11,6 +11,7 @@ runStopResumeSuite({
   start: (env) => startSpawner({ env }),
   // On Docker every workspace is a volume that outlives its container.
   stoppable: {},
+  platformTruth: sbxTruth,
   async leftovers(deployment) {
     const left = await leftovers(deployment);
     return [...left.containers, ...left.volumes];

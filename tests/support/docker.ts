@@ -2,6 +2,7 @@ import { execFile, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { promisify } from "node:util";
 import { createLogger } from "@sbx/edge";
+import { z } from "zod";
 import { DockerBackend } from "../../services/spawner/src/backends/docker/docker-backend.js";
 
 const run = promisify(execFile);
@@ -68,6 +69,29 @@ export async function removeDeployment(deployment: string): Promise<void> {
     await docker("network", "rm", network.name).catch(() => "");
   }
 }
+
+/**
+ * The sbx labels of a session's container and volumes, by object name: what the spawner wrote
+ * (a claimed session's container keeps its pool member's name, and is found by its claim).
+ */
+export async function sbxTruth(deployment: string, id: string): Promise<Record<string, Record<string, string>>> {
+  const sbxOnly = (labels: Record<string, string> | null | undefined) =>
+    Object.fromEntries(Object.entries(labels ?? {}).filter(([key]) => key.startsWith("sbx.")));
+  const truth: Record<string, Record<string, string>> = {};
+  const container = `sbx-${deployment}-${id}`;
+  const found = (await docker("ps", "-aq", "--filter", `name=^/${container}$`)).trim();
+  if (found !== "") truth[container] = sbxOnly((await inspect(container)).Config.Labels);
+  const volumes = (await docker("volume", "ls", "-q", "--filter", `label=sbx.dev/deployment=${deployment}`))
+    .split("\n")
+    .filter((name) => name.startsWith(`sbx-${deployment}-${id}-`));
+  for (const volume of volumes) {
+    const [inspected] = VolumeInspectSchema.parse(JSON.parse(await docker("volume", "inspect", volume)));
+    truth[volume] = sbxOnly(inspected?.Labels);
+  }
+  return truth;
+}
+
+const VolumeInspectSchema = z.array(z.object({ Labels: z.record(z.string(), z.string()).nullish() }));
 
 export async function inspect(name: string): Promise<DockerInspect> {
   const parsed: unknown = JSON.parse(await docker("inspect", name));

@@ -7,6 +7,7 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { CoreV1Api, KubeConfig } from "@kubernetes/client-node";
 import { createLogger } from "@sbx/edge";
+import { z } from "zod";
 import { KubernetesBackend } from "../../services/spawner/src/backends/kubernetes/kubernetes-backend.js";
 import { RUNTIME_IMAGE } from "./docker.js";
 import { type SpawnerHandle, type StartSpawnerOptions, startSpawner } from "./spawner.js";
@@ -141,6 +142,35 @@ export async function kubeLeftovers(deployment: string): Promise<{ pods: string[
   const named = (kind: string) => owned.filter((o) => o.kind === kind).map((o) => o.name);
   return { pods: named("pod"), pvcs: named("pvc"), leases: named("lease") };
 }
+
+/** The sbx labels and annotations of a session's Pod and PVC, by kind and name: what the spawner wrote. */
+export async function kubeSbxTruth(deployment: string, id: string): Promise<Record<string, Record<string, string>>> {
+  const selector = `sbx.dev/managed=true,sbx.dev/deployment=${deployment},sbx.dev/session-id=${id}`;
+  const listed = KubeListSchema.parse(
+    JSON.parse(await kubectl("get", "pods,pvc", "-n", SESSIONS_NAMESPACE, "-l", selector, "-o", "json")),
+  );
+  const truth: Record<string, Record<string, string>> = {};
+  for (const item of listed.items) {
+    const { labels, annotations } = item.metadata;
+    truth[`${item.kind}/${item.metadata.name}`] = Object.fromEntries(
+      Object.entries({ ...labels, ...annotations }).filter(([key]) => key.startsWith("sbx.")),
+    );
+  }
+  return truth;
+}
+
+const KubeListSchema = z.object({
+  items: z.array(
+    z.object({
+      kind: z.string(),
+      metadata: z.object({
+        name: z.string(),
+        labels: z.record(z.string(), z.string()).optional(),
+        annotations: z.record(z.string(), z.string()).optional(),
+      }),
+    }),
+  ),
+});
 
 /** Removes everything of a deployment at once; for test teardown, even after a failure. */
 export async function removeKubeDeployment(deployment: string): Promise<void> {

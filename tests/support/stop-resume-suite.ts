@@ -11,6 +11,11 @@ export interface StopResumeOptions {
   start(env: Record<string, string>): Promise<SpawnerHandle>;
   /** Extra fields of a create that make a stoppable session (a profile with a persistent workspace). */
   stoppable: Record<string, unknown>;
+  /**
+   * The sbx labels and annotations of each platform object of a session (its container and
+   * volumes, or its Pod and PVC), by object name: the truth the spawner wrote.
+   */
+  platformTruth(deployment: string, id: string): Promise<Record<string, Record<string, string>>>;
   /** Names of every object the deployment still owns. */
   leftovers(deployment: string): Promise<string[]>;
   cleanup(deployment: string): Promise<void>;
@@ -99,6 +104,49 @@ export function runStopResumeSuite(options: StopResumeOptions): void {
       expect(ExecInfoSchema.parse((await spawner.json("GET", `${base}/execs/ticker`)).body).outcome).toBe(
         "interrupted",
       );
+    });
+
+    it("keeps its lifetime and labels whatever an exec writes under .sbx/ before a stop and resume", async () => {
+      const id = "tamper";
+      await create(id, { ttlMs: 600_000, idleTimeoutMs: 120_000, labels: { team: "a" } });
+      const base = `/v1/sessions/${id}`;
+      // A lease set after the create, so both the created and the changed lifetime are at stake.
+      expect((await spawner.json("PATCH", base, { ttlMs: 900_000 })).status).toBe(200);
+      expect((await spawner.json("POST", `${base}/execs?wait=true`, { execId: "before", argv: ["true"] })).status).toBe(
+        200,
+      );
+      const before = await session(id);
+      const truthBefore = await options.platformTruth(spawner.deployment, id);
+      expect(Object.keys(truthBefore).length).toBeGreaterThan(0);
+      // Every file runnerd keeps, and the lease file an older runnerd read at start, made to say
+      // "this session lives for ever and is never idle".
+      const forged = JSON.stringify({
+        lease: { expiresAt: 9_999_999_999_999, idleTimeoutMs: 999_999_999 },
+        expiresAt: 9_999_999_999_999,
+        idleTimeoutMs: 999_999_999,
+        labels: { team: "b" },
+      });
+      const tamper = await spawner.json("POST", `${base}/execs?wait=true`, {
+        shell:
+          'cd /workspace/.sbx && touch runnerd/lease.json runnerd/status.json && for f in $(find . -type f); do printf %s "$FORGED" > "$f"; done && find . -type f | wc -l',
+        env: { FORGED: forged },
+      });
+      expect(tamper.body).toMatchObject({ exitCode: 0 });
+      expect(Number((tamper.body as { stdout: string }).stdout.trim())).toBeGreaterThanOrEqual(4);
+
+      await act(id, "stop");
+      await act(id, "resume");
+      const after = await session(id);
+      expect(after).toMatchObject({
+        state: "ready",
+        createdAt: before?.createdAt,
+        expiresAt: before?.expiresAt,
+        idleTimeoutMs: 120_000,
+        labels: { team: "a" },
+      });
+      expect(after?.lastActivityAt ?? 0).toBeLessThanOrEqual(Date.now());
+      expect(await options.platformTruth(spawner.deployment, id)).toEqual(truthBefore);
+      expect((await spawner.request("DELETE", base)).status).toBe(204);
     });
 
     it("resumes a stopped session by itself when a call reaches it", async () => {

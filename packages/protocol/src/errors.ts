@@ -63,6 +63,8 @@ export const ERROR_STATUS = {
   INTERNAL: 500,
   FETCH_FAILED: 502,
   RUNNERD_UNREACHABLE: 502,
+  /** runnerd answered a control call with something the spawner refuses: too large, late, or not the expected JSON. */
+  RUNNERD_BAD_REPLY: 502,
   IMAGE_UNAVAILABLE: 502,
   /** A new session's container or Pod failed before runnerd answered: see `details.reason`. */
   SESSION_START_FAILED: 502,

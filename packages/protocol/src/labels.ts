@@ -1,3 +1,5 @@
+import { z } from "zod";
+
 /**
  * Keys under which a session's truth is stored on its backend objects, in
  * two layers that both platforms can hold:
@@ -38,9 +40,8 @@ export const ANNOTATIONS = {
   workspace: "sbx.dev/workspace",
   /** A session that started as a warm pool member: the member's id (its runnerd's token derives from it). */
   poolMember: "sbx.dev/pool-member",
-  /** On the object that outlives a stopped session: when it stopped, and its lease then (JSON). */
+  /** On the object that outlives a stopped session: when the spawner stopped it. */
   stoppedAt: "sbx.dev/stopped-at",
-  stoppedLease: "sbx.dev/stopped-lease",
   /** Prefix of the caller's own labels (`sbx.label/<key>`). */
   userPrefix: "sbx.label/",
 } as const;
@@ -50,4 +51,33 @@ export const LABEL_VALUE_PATTERN = /^([A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9
 
 export function isLabelValue(value: string): boolean {
   return LABEL_VALUE_PATTERN.test(value);
+}
+
+/**
+ * A session's lifetime: when it ends at the latest, and how long it may sit idle. The spawner's
+ * alone: it writes it into the session's annotations (at create, at a claim, at a PATCH) and
+ * reads it only from there, never from anything the session could write.
+ */
+export const LeaseSchema = z.strictObject({
+  expiresAt: z.int().min(0),
+  idleTimeoutMs: z.int().min(1000),
+});
+export type Lease = z.infer<typeof LeaseSchema>;
+
+/** A lease as the annotations that hold it. */
+export function leaseAnnotations(lease: Lease): Record<string, string> {
+  return { [ANNOTATIONS.expiresAt]: String(lease.expiresAt), [ANNOTATIONS.idleTimeoutMs]: String(lease.idleTimeoutMs) };
+}
+
+/** The lease a session's annotations hold; undefined when they hold none that is whole and valid. */
+export function leaseOfAnnotations(annotations: Readonly<Record<string, string>>): Lease | undefined {
+  const number = (key: string) => {
+    const text = annotations[key];
+    return text !== undefined && /^\d{1,16}$/.test(text) ? Number(text) : undefined;
+  };
+  const parsed = LeaseSchema.safeParse({
+    expiresAt: number(ANNOTATIONS.expiresAt),
+    idleTimeoutMs: number(ANNOTATIONS.idleTimeoutMs),
+  });
+  return parsed.success ? parsed.data : undefined;
 }

@@ -20,26 +20,17 @@ import {
 export const HealthResponseSchema = z.object({ status: z.literal("ok") });
 
 /**
- * A session's lifetime as last set through the spawner. Docker labels cannot
- * change after creation, so an extended or shortened lifetime lives here, in
- * the session's own runnerd, for exactly as long as the session does.
+ * What runnerd says of itself. Session-controlled input to the spawner (runnerd runs as the
+ * session's uid): bounded here, and never the source of a limit or a lifetime.
  */
-export const LeaseSchema = z.strictObject({
-  expiresAt: z.int().min(0),
-  idleTimeoutMs: z.int().min(1000),
-});
-export type Lease = z.infer<typeof LeaseSchema>;
-export const LeaseResponseSchema = z.object({ lease: LeaseSchema });
-
 export const RunnerdStatusSchema = z.object({
-  version: z.string(),
+  version: z.string().max(200),
   /** Random per process start: a change means runnerd restarted and lost its execs. */
-  incarnation: z.string(),
+  incarnation: z.string().max(200),
   bootedAt: z.number(),
   /** Last authenticated API call other than this status read (epoch ms). */
   lastActivityAt: z.number(),
-  liveExecs: z.int(),
-  lease: LeaseSchema.nullable(),
+  liveExecs: z.int().min(0).max(1_000_000),
 });
 export type RunnerdStatus = z.infer<typeof RunnerdStatusSchema>;
 

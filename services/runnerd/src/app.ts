@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { userInfo } from "node:os";
 import { type Clock, errorResponse, type Logger } from "@sbx/edge";
-import { ApiError, type Lease, type RunnerdStatus } from "@sbx/protocol";
+import { ApiError, type RunnerdStatus } from "@sbx/protocol";
 import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { bearerAuth } from "./auth.js";
@@ -15,7 +15,7 @@ import { WorkspaceRoot } from "./files/workspace-root.js";
 import { envRoutes } from "./routes/env.js";
 import { execRoutes } from "./routes/execs.js";
 import { fileRoutes } from "./routes/files.js";
-import { healthRoutes, leaseRoutes, statusRoutes } from "./routes/status.js";
+import { healthRoutes, statusRoutes } from "./routes/status.js";
 import { StateStore } from "./state/state-store.js";
 
 export interface Runnerd {
@@ -39,7 +39,7 @@ export interface RunnerdDeps {
 export async function createRunnerd(deps: RunnerdDeps): Promise<Runnerd> {
   const { config, clock, log } = deps;
   const root = await WorkspaceRoot.open(config.root);
-  // What an earlier runnerd of this session kept: env, lease, finished execs (stop/resume, restart).
+  // What an earlier runnerd of this session kept: env, finished execs (stop/resume, restart).
   const state = await StateStore.open(config.stateDir, log);
   const persist = (what: string, op: (store: StateStore) => Promise<void>) => {
     if (!state) return;
@@ -75,22 +75,13 @@ export async function createRunnerd(deps: RunnerdDeps): Promise<Runnerd> {
   if (restored.length > 0) log.info({ execs: restored.length }, "restored finished execs from the state directory");
   const bootedAt = clock.now();
   let lastActivityAt = bootedAt;
-  let lease: Lease | null = (await state?.loadLease()) ?? null;
   const status = (): RunnerdStatus => ({
     version: deps.version,
     incarnation,
     bootedAt,
     lastActivityAt,
     liveExecs: execs.liveCount,
-    lease,
   });
-  const statusSource = {
-    status,
-    setLease: (next: Lease) => {
-      lease = next;
-      persist("lease", (store) => store.saveLease(next));
-    },
-  };
 
   const app = new Hono();
   app.onError((error, c) => errorResponse(c, error, log, "runnerd"));
@@ -122,8 +113,7 @@ export async function createRunnerd(deps: RunnerdDeps): Promise<Runnerd> {
     app.use(prefix, jsonLimit);
   }
 
-  app.route("/v1/status", statusRoutes(statusSource));
-  app.route("/v1/lease", leaseRoutes(statusSource));
+  app.route("/v1/status", statusRoutes(status));
   app.route(
     "/v1/execs",
     execRoutes({

@@ -28,7 +28,7 @@ const ConfigEnvSchema = z.object({
     .transform((v) => v.toLowerCase()),
   RUNNERD_ROOT: z.string().startsWith("/", "must be an absolute path").default("/workspace"),
   /**
-   * Where runnerd keeps the session env, the lease and finished execs across a stop or restart
+   * Where runnerd keeps the session env and finished execs across a stop or restart
    * (default: `.sbx/runnerd` in the workspace, on its volume); `off` keeps nothing.
    */
   RUNNERD_STATE_DIR: z

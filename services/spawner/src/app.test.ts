@@ -1,3 +1,4 @@
+import type { ServerResponse } from "node:http";
 import { setTimeout as delay } from "node:timers/promises";
 import { ErrorEnvelopeSchema, type Session, SessionResponseSchema } from "@sbx/protocol";
 import { afterEach, describe, expect, it } from "vitest";
@@ -338,5 +339,91 @@ describe("the HTTP surface", () => {
     expect(JSON.stringify(error.details)).toMatch(/"path":"ttlMs"/);
     const badId = await s.json("GET", "/v1/sessions/UPPER");
     expect([badId.status, errorOf(badId.body).code]).toEqual([400, "VALIDATION_FAILED"]);
+  });
+});
+
+describe("what a session's runnerd says (session-controlled input)", () => {
+  const statusOf = (fields: Record<string, unknown>) => (res: ServerResponse) => {
+    res.writeHead(200, { "content-type": "application/json" });
+    res.end(
+      JSON.stringify({ version: "x", incarnation: "y", bootedAt: 0, lastActivityAt: 0, liveExecs: 0, ...fields }),
+    );
+  };
+
+  it("never takes a lifetime from runnerd, and holds its activity clock to the past", async () => {
+    const s = await spawner();
+    const created = sessionOf((await s.json("POST", "/v1/sessions", { id: "liar", org: "acme", ttlMs: 60_000 })).body);
+    s.backend.runnerd("liar").answer(
+      "GET /v1/status",
+      statusOf({
+        lastActivityAt: Date.now() + 86_400_000,
+        liveExecs: 3,
+        lease: { expiresAt: Date.now() + 365 * 86_400_000, idleTimeoutMs: 86_400_000 },
+        expiresAt: Date.now() + 365 * 86_400_000,
+      }),
+    );
+    const seen = sessionOf((await s.json("GET", "/v1/sessions/liar")).body);
+    expect(seen.expiresAt).toBe(created.expiresAt);
+    expect(seen.idleTimeoutMs).toBe(created.idleTimeoutMs);
+    expect(seen.lastActivityAt).toBeLessThanOrEqual(Date.now());
+  });
+
+  it("reads at most 64 KiB of a status answer and shows the session without it", async () => {
+    const s = await spawner();
+    await s.json("POST", "/v1/sessions", { id: "huge", org: "acme" });
+    let written = 0;
+    s.backend.runnerd("huge").answer("GET /v1/status", (res) => {
+      res.writeHead(200, { "content-type": "application/json" });
+      const chunk = Buffer.alloc(64 * 1024, " ");
+      // Never-ending: only a reader that stops reading ends it.
+      const pump = () => {
+        while (res.write(chunk)) {
+          written += chunk.length;
+          if (written > 64 * 1024 * 1024) return res.end();
+        }
+        res.once("drain", pump);
+      };
+      pump();
+    });
+    const got = await s.json("GET", "/v1/sessions/huge");
+    expect(got.status).toBe(200);
+    expect(sessionOf(got.body)).toMatchObject({ state: "ready", lastActivityAt: null });
+    expect(written).toBeLessThan(16 * 1024 * 1024);
+    expect(s.logs()).toContain("RUNNERD_BAD_REPLY");
+  });
+
+  it("fails a create whose runnerd answers the env hand-over with too much, or with what is not JSON, leaving nothing", async () => {
+    for (const [id, answer] of [
+      [
+        "big",
+        (res: ServerResponse) => {
+          res.writeHead(200, { "content-type": "application/json", "content-length": String(10 * 1024 * 1024) });
+          res.end();
+        },
+      ],
+      [
+        "garbled",
+        (res: ServerResponse) => {
+          res.writeHead(200, { "content-type": "application/json" });
+          res.end('{"names": ["A"], "denied": [');
+        },
+      ],
+    ] as const) {
+      const s = await spawner({}, { runnerdAnswers: { "PATCH /v1/env": answer } });
+      const created = await s.json("POST", "/v1/sessions", { id, org: "acme", env: { A: "1" } });
+      expect(created.status).toBe(502);
+      expect(errorOf(created.body).code).toBe("RUNNERD_BAD_REPLY");
+      expect(await s.backend.list()).toEqual([]);
+    }
+  });
+
+  it("gives up on a runnerd that sends headers and never the rest, within the control call's deadline", async () => {
+    const s = await spawner({}, { runnerdAnswers: { "PATCH /v1/env": (res) => res.writeHead(200).flushHeaders() } });
+    const started = Date.now();
+    const created = await s.json("POST", "/v1/sessions", { id: "slow", org: "acme", env: { A: "1" } });
+    expect(Date.now() - started).toBeLessThan(2900);
+    expect(created.status).toBe(502);
+    expect(errorOf(created.body)).toMatchObject({ code: "RUNNERD_UNREACHABLE" });
+    expect(await s.backend.list()).toEqual([]);
   });
 });

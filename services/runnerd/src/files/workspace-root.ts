@@ -4,7 +4,7 @@ import { ApiError } from "@sbx/protocol";
 import { isErrno } from "../exec/process-tree.js";
 
 /**
- * runnerd keeps its state (env, lease, finished execs) in this directory at
+ * runnerd keeps its state (env, finished execs) in this directory at
  * the workspace root: the file API neither shows nor touches it.
  */
 export const RESERVED_DIR = ".sbx";

@@ -1,11 +1,5 @@
-import { jsonBody } from "@sbx/edge";
-import { type Lease, LeaseSchema, type RunnerdStatus } from "@sbx/protocol";
+import type { RunnerdStatus } from "@sbx/protocol";
 import { Hono } from "hono";
-
-export interface StatusSource {
-  status(): RunnerdStatus;
-  setLease(lease: Lease): void;
-}
 
 export function healthRoutes(): Hono {
   const app = new Hono();
@@ -13,19 +7,12 @@ export function healthRoutes(): Hono {
   return app;
 }
 
-export function statusRoutes(source: StatusSource): Hono {
+/**
+ * What runnerd tells of itself: its activity clock and live execs. It keeps no lease: a
+ * session's lifetime is the spawner's, held where the session cannot write.
+ */
+export function statusRoutes(status: () => RunnerdStatus): Hono {
   const app = new Hono();
-  app.get("/", (c) => c.json(source.status()));
-  return app;
-}
-
-/** The session lifetime the spawner last set; runnerd only keeps it, the spawner enforces it. */
-export function leaseRoutes(source: StatusSource): Hono {
-  const app = new Hono();
-  app.put("/", async (c) => {
-    const lease = await jsonBody(c, LeaseSchema, "lease");
-    source.setLease(lease);
-    return c.json({ lease });
-  });
+  app.get("/", (c) => c.json(status()));
   return app;
 }

@@ -4,7 +4,7 @@ import { chmod, mkdir, readFile, rename, rm, writeFile } from "node:fs/promises"
 import path from "node:path";
 import { createInterface } from "node:readline";
 import type { Logger } from "@sbx/edge";
-import { ExitDataSchema, type Lease, LeaseSchema, type StoredEvent } from "@sbx/protocol";
+import { ExitDataSchema, type StoredEvent } from "@sbx/protocol";
 import { z } from "zod";
 import type { ExecSnapshot } from "../exec/exec.js";
 import { isErrno } from "../exec/process-tree.js";
@@ -42,11 +42,10 @@ const ExecSnapshotSchema = z.object({
   final: FrameSchema.nullable(),
 });
 const EnvFileSchema = z.object({ values: z.record(z.string(), z.string()) });
-const LeaseFileSchema = z.object({ lease: LeaseSchema.nullable() });
 
 /**
  * What runnerd keeps on the workspace volume so that a stop and resume (or
- * a restart) loses nothing: the session env, the lease, and every retained
+ * a restart) loses nothing: the session env and every retained
  * exec record with its replay buffer. Files are written whole to a temporary
  * name and renamed, so a reader sees the old state or the new, never half;
  * the directory is the session user's alone (0700, files 0600).
@@ -79,14 +78,6 @@ export class StateStore {
 
   async saveEnv(values: Record<string, string>): Promise<void> {
     await this.writeWhole("env.json", JSON.stringify({ values }));
-  }
-
-  async loadLease(): Promise<Lease | null> {
-    return (await this.readJson("lease.json", LeaseFileSchema))?.lease ?? null;
-  }
-
-  async saveLease(lease: Lease | null): Promise<void> {
-    await this.writeWhole("lease.json", JSON.stringify({ lease }));
   }
 
   /** Finished execs, oldest first; one JSON line each, so the file streams out and back in. */

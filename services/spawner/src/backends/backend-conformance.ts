@@ -1,6 +1,14 @@
 import { randomBytes } from "node:crypto";
 import { setTimeout as delay } from "node:timers/promises";
-import { ANNOTATIONS, type FailureCode, LABELS, RunnerdStatusSchema, sha256Hex } from "@sbx/protocol";
+import {
+  ANNOTATIONS,
+  type FailureCode,
+  LABELS,
+  leaseAnnotations,
+  leaseOfAnnotations,
+  RunnerdStatusSchema,
+  sha256Hex,
+} from "@sbx/protocol";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadConfig } from "../config.js";
 import { metaOf, recordFromMeta } from "../sessions/session-record.js";
@@ -13,7 +21,13 @@ import type {
   SessionBackend,
   WorkspaceSpec,
 } from "./backend.js";
-import { BackendConflictError, ImageUnavailableError, StartFailedError, StartTimeoutError } from "./backend-errors.js";
+import {
+  BackendConflictError,
+  BackendNotFoundError,
+  ImageUnavailableError,
+  StartFailedError,
+  StartTimeoutError,
+} from "./backend-errors.js";
 import { runnerdEnvironment } from "./runtime-contract.js";
 
 /** What a platform gives the conformance suite. */
@@ -422,7 +436,7 @@ export function runBackendConformance(name: string, setup: () => Promise<Conform
     );
 
     it(
-      "stops a session keeping its workspace and the lease it is given, and resumes it",
+      "keeps the lease it is given in the platform, running and stopped; stops keeping the workspace, and resumes",
       async () => {
         const id = newId("nap");
         const { spec, token } = specOf(id, h.images.runs, 3, h.stoppableWorkspace ?? h.workspace);
@@ -431,12 +445,23 @@ export function runBackendConformance(name: string, setup: () => Promise<Conform
         const s = { id, endpoint: made.endpoint, token };
         await runnerdAnswers(s);
         if (h.realRunnerd) await putFile(s, "kept.txt", "before the stop");
+        const leaseOf = async () => leaseOfAnnotations((await h.backend.find(id))?.meta.annotations ?? {});
         const lease = { expiresAt: Date.now() + 3_600_000, idleTimeoutMs: 60_000 };
-        await h.backend.stop(id, lease);
+        await h.backend.setLease(id, lease);
+        expect(await leaseOf()).toEqual(lease);
+        await h.backend.stop(id);
         const stopped = await h.backend.find(id);
-        expect(stopped?.state).toMatchObject({ phase: "stopped", lease });
+        expect(stopped?.state).toMatchObject({ phase: "stopped" });
         expect(stopped?.endpoint).toBeUndefined();
+        expect(await leaseOf()).toEqual(lease);
         expect((await h.backend.list()).find((x) => x.id === id)?.state.phase).toBe("stopped");
+        // A stopped session's lease changes too, without waking it; the newest lease is the one read.
+        const later = { expiresAt: lease.expiresAt + 60_000, idleTimeoutMs: 90_000 };
+        await h.backend.setLease(id, later);
+        expect(await leaseOf()).toEqual(later);
+        expect((await h.backend.list()).find((x) => x.id === id)?.meta.annotations).toMatchObject(
+          leaseAnnotations(later),
+        );
         const resumed = await h.backend.resume(spec, AbortSignal.timeout(h.createTimeoutMs));
         expect(resumed.state).toEqual({ phase: "running" });
         if (!resumed.endpoint) throw new Error("no endpoint after resume");
@@ -444,8 +469,10 @@ export function runBackendConformance(name: string, setup: () => Promise<Conform
         await runnerdAnswers(again);
         if (h.realRunnerd) expect(await getFile(again, "kept.txt")).toBe("before the stop");
         expect((await h.backend.find(id))?.state.phase).toBe("running");
+        expect(await leaseOf()).toEqual(later);
         expect(await h.backend.destroy(id)).toBe(true);
         await nothingLeftOf(id);
+        await expect(h.backend.setLease(id, lease)).rejects.toBeInstanceOf(BackendNotFoundError);
       },
       TEST_TIMEOUT_MS,
     );

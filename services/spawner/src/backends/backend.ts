@@ -47,7 +47,7 @@ export type BackendState =
   | { phase: "starting" }
   | { phase: "running" }
   | { phase: "stopping" }
-  | { phase: "stopped"; at: number | null; lease: Lease | undefined }
+  | { phase: "stopped"; at: number | null }
   | { phase: "terminating" }
   | { phase: "failed"; reason: FailureReason };
 
@@ -110,11 +110,16 @@ export interface SessionBackend {
   find(id: string): Promise<BackendSession | undefined>;
   list(): Promise<BackendSession[]>;
   /**
-   * Stops the session, keeping its workspace (and runnerd's state on it), and
-   * records `lease` where a stopped session's lookup finds it. Resolves once
-   * its processes have ended. A Kubernetes session needs a persistent workspace.
+   * Stops the session, keeping its workspace (and runnerd's state on it). Resolves once its
+   * processes have ended. A Kubernetes session needs a persistent workspace.
    */
-  stop(id: string, lease: Lease): Promise<void>;
+  stop(id: string): Promise<void>;
+  /**
+   * Records a new lease (lifetime) in the session's own platform objects, running or stopped,
+   * where every replica's lookup finds it and nothing inside the session can write.
+   * BackendNotFoundError when there is no such session.
+   */
+  setLease(id: string, lease: Lease): Promise<void>;
   /** Starts a stopped session again, as `create` does (same deadline and failure rules). */
   resume(spec: BackendSessionSpec, signal: AbortSignal): Promise<BackendSession>;
   /**

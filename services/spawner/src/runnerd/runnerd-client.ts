@@ -3,15 +3,13 @@ import {
   type EnvPatchRequest,
   EnvPatchResponseSchema,
   ErrorEnvelopeSchema,
-  type Lease,
-  LeaseResponseSchema,
   type RunnerdStatus,
   RunnerdStatusSchema,
 } from "@sbx/protocol";
 import type { z } from "zod";
 import type { Endpoint } from "../backends/backend.js";
 
-/** Control calls from the spawner to one session's runnerd (status, lease, env), with timeouts. */
+/** Control calls from the spawner to one session's runnerd (status, env), with timeouts. */
 export class RunnerdClient {
   constructor(
     private readonly endpoint: Endpoint,
@@ -22,16 +20,12 @@ export class RunnerdClient {
     return this.call("GET", "/v1/status", undefined, RunnerdStatusSchema, timeoutMs);
   }
 
-  async setLease(lease: Lease, timeoutMs: number): Promise<void> {
-    await this.call("PUT", "/v1/lease", lease, LeaseResponseSchema, timeoutMs);
-  }
-
   patchEnv(patch: EnvPatchRequest, timeoutMs: number): Promise<z.infer<typeof EnvPatchResponseSchema>> {
     return this.call("PATCH", "/v1/env", patch, EnvPatchResponseSchema, timeoutMs);
   }
 
   /**
-   * Runs once what a session's first moments use (lease, env, an exec streamed and one waited
+   * Runs once what a session's first moments use (env, an exec streamed and one waited
    * for), so that a warm pool member answers its claim at full speed: a fresh runnerd compiles
    * each path the first time it runs it. Leaves no trace (the execs' records are removed).
    */
@@ -39,7 +33,6 @@ export class RunnerdClient {
     const signal = AbortSignal.timeout(timeoutMs);
     const base = `http://${this.endpoint.host}:${this.endpoint.port}`;
     const headers = { authorization: `Bearer ${this.token}`, "content-type": "application/json" };
-    await this.setLease({ expiresAt: Date.now() + 365 * 86_400_000, idleTimeoutMs: 86_400_000 }, timeoutMs);
     await this.patchEnv({ set: {} }, timeoutMs);
     for (const [execId, query] of [
       ["sbx-warm-up-stream", ""],
@@ -51,9 +44,10 @@ export class RunnerdClient {
         body: JSON.stringify({ execId, argv: ["true"] }),
         signal,
       });
-      await response.text();
+      await boundedText(response, MAX_CONTROL_REPLY_BYTES, "a warm-up exec");
       if (!response.ok) throw new Error(`runnerd answered a warm-up exec with ${response.status}`);
-      await (await fetch(`${base}/v1/execs/${execId}`, { method: "DELETE", headers, signal })).text();
+      const forget = await fetch(`${base}/v1/execs/${execId}`, { method: "DELETE", headers, signal });
+      await boundedText(forget, MAX_CONTROL_REPLY_BYTES, "a warm-up exec's removal");
     }
   }
 
@@ -64,29 +58,92 @@ export class RunnerdClient {
     schema: S,
     timeoutMs: number,
   ): Promise<z.output<S>> {
+    const what = `${method} ${path}`;
+    // One deadline for the whole call, the answer's body included: a runnerd that answers its
+    // headers and then trickles (or never ends) its body is as late as one that never answers.
+    const signal = AbortSignal.timeout(timeoutMs);
     let response: Response;
     try {
       response = await fetch(`http://${this.endpoint.host}:${this.endpoint.port}${path}`, {
         method,
         headers: { authorization: `Bearer ${this.token}`, "content-type": "application/json" },
         ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-        signal: AbortSignal.timeout(timeoutMs),
+        signal,
       });
     } catch (error) {
-      throw new ApiError("RUNNERD_UNREACHABLE", `runnerd did not answer ${method} ${path}: ${reason(error)}`, {
+      throw new ApiError("RUNNERD_UNREACHABLE", `runnerd did not answer ${what}: ${reason(error)}`, {
         cause: error,
       });
     }
-    const text = await response.text();
-    const json: unknown = text === "" ? undefined : JSON.parse(text);
+    const text = await boundedText(response, MAX_CONTROL_REPLY_BYTES, what);
     if (!response.ok) {
-      const envelope = ErrorEnvelopeSchema.safeParse(json);
+      const envelope = ErrorEnvelopeSchema.safeParse(parseJson(text));
       throw new ApiError(
         "RUNNERD_UNREACHABLE",
-        `runnerd answered ${method} ${path} with ${response.status}${envelope.success ? `: ${envelope.data.error.message}` : ""}`,
+        `runnerd answered ${what} with ${response.status}${envelope.success ? `: ${envelope.data.error.message.slice(0, 500)}` : ""}`,
       );
     }
-    return schema.parse(json);
+    const parsed = schema.safeParse(parseJson(text));
+    if (!parsed.success) {
+      throw new ApiError("RUNNERD_BAD_REPLY", `runnerd answered ${what} with something that is not the expected JSON`, {
+        details: {
+          issues: parsed.error.issues.slice(0, 5).map((i) => ({ path: i.path.join("."), message: i.message })),
+        },
+      });
+    }
+    return parsed.data;
+  }
+}
+
+/**
+ * The most a control answer of runnerd (status, env) may weigh. runnerd runs as the session's uid,
+ * so its answers are the session's to shape: nothing it sends is read past this.
+ */
+export const MAX_CONTROL_REPLY_BYTES = 64 * 1024;
+
+/** The body as text, or RUNNERD_BAD_REPLY once it passes `limit` bytes (read no further). */
+async function boundedText(response: Response, limit: number, what: string): Promise<string> {
+  const tooLarge = () =>
+    new ApiError("RUNNERD_BAD_REPLY", `runnerd answered ${what} with more than ${limit} bytes`, {
+      details: { limit },
+    });
+  const declared = Number(response.headers.get("content-length") ?? Number.NaN);
+  if (declared > limit) {
+    await response.body?.cancel().catch(() => undefined);
+    throw tooLarge();
+  }
+  if (!response.body) return "";
+  const reader = response.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      size += value.byteLength;
+      if (size > limit) {
+        await reader.cancel().catch(() => undefined);
+        throw tooLarge();
+      }
+      chunks.push(value);
+    }
+  } catch (error) {
+    if (error instanceof ApiError) throw error;
+    throw new ApiError("RUNNERD_UNREACHABLE", `runnerd's answer to ${what} broke off: ${reason(error)}`, {
+      cause: error,
+    });
+  }
+  return Buffer.concat(chunks).toString("utf8");
+}
+
+/** JSON, or undefined for text that is not (which the caller's schema then refuses). */
+function parseJson(text: string): unknown {
+  if (text === "") return undefined;
+  try {
+    return JSON.parse(text);
+  } catch (error) {
+    if (error instanceof SyntaxError) return undefined;
+    throw error;
   }
 }
 

@@ -1,4 +1,4 @@
-import { ANNOTATIONS, isLabelValue, LABELS } from "@sbx/protocol";
+import { ANNOTATIONS, isLabelValue, LABELS, leaseAnnotations, leaseOfAnnotations } from "@sbx/protocol";
 import type { SessionMeta } from "../backends/backend.js";
 
 /** A session's durable facts, exactly what its backend objects' labels and annotations carry. */
@@ -9,7 +9,7 @@ export interface SessionRecord {
   profile: string;
   image: string;
   createdAt: number;
-  /** As created; a later PATCH lives in runnerd's lease. */
+  /** The lease: set at create, changed by a PATCH, always read back from the platform's objects. */
   expiresAt: number;
   idleTimeoutMs: number;
   resources: { cpus: number; memoryMb: number; pids: number };
@@ -40,8 +40,7 @@ export function metaOf(record: SessionRecord): SessionMeta {
     [ANNOTATIONS.profile]: record.profile,
     [ANNOTATIONS.image]: record.image,
     [ANNOTATIONS.createdAt]: String(record.createdAt),
-    [ANNOTATIONS.expiresAt]: String(record.expiresAt),
-    [ANNOTATIONS.idleTimeoutMs]: String(record.idleTimeoutMs),
+    ...leaseAnnotations({ expiresAt: record.expiresAt, idleTimeoutMs: record.idleTimeoutMs }),
     [ANNOTATIONS.cpus]: String(record.resources.cpus),
     [ANNOTATIONS.memoryMb]: String(record.resources.memoryMb),
     [ANNOTATIONS.pids]: String(record.resources.pids),
@@ -68,8 +67,7 @@ export function recordFromMeta(meta: SessionMeta): SessionRecord | undefined {
   const image = annotations[ANNOTATIONS.image];
   const specDigest = annotations[ANNOTATIONS.specDigest];
   const createdAt = number(ANNOTATIONS.createdAt);
-  const expiresAt = number(ANNOTATIONS.expiresAt);
-  const idleTimeoutMs = number(ANNOTATIONS.idleTimeoutMs);
+  const lease = leaseOfAnnotations(annotations);
   const cpus = number(ANNOTATIONS.cpus);
   const memoryMb = number(ANNOTATIONS.memoryMb);
   const pids = number(ANNOTATIONS.pids);
@@ -80,8 +78,7 @@ export function recordFromMeta(meta: SessionMeta): SessionRecord | undefined {
     image === undefined ||
     specDigest === undefined ||
     createdAt === undefined ||
-    expiresAt === undefined ||
-    idleTimeoutMs === undefined ||
+    lease === undefined ||
     cpus === undefined ||
     memoryMb === undefined ||
     pids === undefined
@@ -99,8 +96,8 @@ export function recordFromMeta(meta: SessionMeta): SessionRecord | undefined {
     profile,
     image,
     createdAt,
-    expiresAt,
-    idleTimeoutMs,
+    expiresAt: lease.expiresAt,
+    idleTimeoutMs: lease.idleTimeoutMs,
     resources: { cpus, memoryMb, pids },
     labels: userLabels,
     specDigest,

@@ -24,7 +24,7 @@ import type { KnownSession, SessionRegistry } from "./session-registry.js";
 import { checkLifetime, type ParsedCreateRequest, type ResolvedSpec, resolveSpec } from "./session-spec.js";
 import type { WarmPool } from "./warm-pool.js";
 
-/** How long one control call to runnerd may take (status, lease, env). */
+/** How long one control call to runnerd may take (status, env). */
 const CONTROL_TIMEOUT_MS = 2000;
 /** While waiting for runnerd, how often to ask the backend whether the session still runs. */
 const BACKEND_CHECK_INTERVAL_MS = 100;
@@ -138,13 +138,17 @@ export class SessionService {
     return sessions.sort((a, b) => a.createdAt - b.createdAt);
   }
 
+  /**
+   * Changes a session's lifetime, running or stopped (a stopped session is not woken for it). The
+   * lease is written into the session's own platform objects: nothing inside the session can
+   * change it, and every replica reads it from there.
+   */
   async patch(id: string, request: z.output<typeof PatchSessionRequestSchema>): Promise<Session> {
-    const target = await this.target(id);
     const known = await this.registry.lookup(id);
-    const current = this.view(known, await this.runnerdStatus(known));
+    if (known.state.phase === "failed" || known.state.phase === "terminating") this.usable(known);
     const now = this.clock.now();
-    const expiresAt = request.ttlMs !== undefined ? now + request.ttlMs : (request.expiresAt ?? current.expiresAt);
-    const idleTimeoutMs = request.idleTimeoutMs ?? current.idleTimeoutMs;
+    const expiresAt = request.ttlMs !== undefined ? now + request.ttlMs : (request.expiresAt ?? known.record.expiresAt);
+    const idleTimeoutMs = request.idleTimeoutMs ?? known.record.idleTimeoutMs;
     checkLifetime(expiresAt - now, request.idleTimeoutMs, this.config);
     const latest = known.record.createdAt + this.config.lifetime.maxLifetimeMs;
     if (expiresAt > latest) {
@@ -157,12 +161,10 @@ export class SessionService {
         details: { issues: [{ path: "expiresAt", message: "must be in the future" }] },
       });
     }
-    await this.client(target.endpoint, target.record.runnerdKey).setLease(
-      { expiresAt, idleTimeoutMs },
-      CONTROL_TIMEOUT_MS,
-    );
+    await backendCall(id, "other", () => this.backend.setLease(id, { expiresAt, idleTimeoutMs }));
     this.log.info({ sessionId: id, expiresAt, idleTimeoutMs }, "session lifetime changed");
-    return this.view(known, await this.runnerdStatus(known));
+    const changed = (await this.registry.refresh(id)) ?? known;
+    return this.view(changed, await this.runnerdStatus(changed));
   }
 
   async delete(id: string): Promise<void> {
@@ -224,9 +226,7 @@ export class SessionService {
       );
     }
     this.usable(known);
-    const status = await this.runnerdStatus(known);
-    const lease = status?.lease ?? { expiresAt: known.record.expiresAt, idleTimeoutMs: known.record.idleTimeoutMs };
-    await backendCall(id, "other", () => this.backend.stop(id, lease));
+    await backendCall(id, "other", () => this.backend.stop(id));
     known = (await this.registry.refresh(id)) ?? known;
     this.log.info({ sessionId: id }, "session stopped");
     this.metrics.stops.inc();
@@ -373,7 +373,7 @@ export class SessionService {
 
   /**
    * A create served from the profile's warm pool, when the request is what the pool keeps (its
-   * default image and resources): a running member becomes the session, then gets its lease and
+   * default image and resources): a running member becomes the session, then gets its
    * env. Undefined when no member could be claimed (the caller creates cold).
    */
   private async claimWarm(
@@ -400,22 +400,19 @@ export class SessionService {
         if (!made.endpoint) throw new ApiError("RUNNERD_NOT_READY", `session ${record.id} has no address`);
         const endpoint = made.endpoint;
         const client = this.client(endpoint, member.memberId);
-        const lease = { expiresAt: record.expiresAt, idleTimeoutMs: record.idleTimeoutMs };
-        const handOver = () =>
-          Promise.all([
-            client.setLease(lease, CONTROL_TIMEOUT_MS),
-            Object.keys(env).length > 0 ? client.patchEnv({ set: env }, CONTROL_TIMEOUT_MS) : undefined,
-          ]);
-        const [, envResult] = await handOver().catch(async (error: unknown) => {
+        // The lease came with the claim (the session's annotations); runnerd gets the env, and its
+        // answer (even to an empty patch) says it is there to take calls.
+        const handOver = () => client.patchEnv({ set: env }, CONTROL_TIMEOUT_MS);
+        const envResult = await handOver().catch(async (error: unknown) => {
           // A member another replica has only just started may still be booting its runnerd.
           if (!(error instanceof ApiError && error.code === "RUNNERD_UNREACHABLE")) throw error;
           await this.waitReady(record.id, member.memberId, endpoint, deadline);
           return handOver();
         });
-        if (envResult && envResult.denied.length > 0) {
+        if (envResult.denied.length > 0) {
           throw new ApiError("RUNNERD_NOT_READY", "runnerd did not take the session environment");
         }
-        const status = { lease, lastActivityAt: this.clock.now() };
+        const status = { lastActivityAt: this.clock.now() };
         const known = this.registry.remember(claimed, made);
         this.log.info(
           { sessionId: record.id, memberId: member.memberId, org: record.org },
@@ -472,6 +469,8 @@ export class SessionService {
       try {
         return await client.status(Math.max(100, Math.min(1000, deadline.remainingMs())));
       } catch (error) {
+        // Something answers, and not as runnerd: waiting will not change that.
+        if (error instanceof ApiError && error.code === "RUNNERD_BAD_REPLY") throw error;
         last = error;
       }
       if (this.clock.now() - checkedAt >= BACKEND_CHECK_INTERVAL_MS) {
@@ -558,12 +557,10 @@ export class SessionService {
 
   private view(
     known: KnownSession,
-    status: Pick<RunnerdStatus, "lease" | "lastActivityAt"> | undefined,
+    status: Pick<RunnerdStatus, "lastActivityAt"> | undefined,
     answered = false,
   ): Session {
     const { record, state } = known;
-    // A stopped session's lease is where its stop recorded it; a running one's is runnerd's.
-    const lease = state.phase === "stopped" ? state.lease : status?.lease;
     return {
       id: record.id,
       org: record.org,
@@ -575,13 +572,22 @@ export class SessionService {
       stoppable: this.canStop(record),
       stoppedAt: state.phase === "stopped" ? state.at : null,
       createdAt: record.createdAt,
-      expiresAt: lease?.expiresAt ?? record.expiresAt,
-      idleTimeoutMs: lease?.idleTimeoutMs ?? record.idleTimeoutMs,
-      lastActivityAt: status?.lastActivityAt ?? null,
+      // The lease as the spawner wrote it into the platform; runnerd's word is never asked.
+      expiresAt: record.expiresAt,
+      idleTimeoutMs: record.idleTimeoutMs,
+      lastActivityAt: status ? this.activityOf(record, status) : null,
       labels: record.labels,
       resources: record.resources,
       backend: this.backend.kind,
     };
+  }
+
+  /**
+   * When the session was last busy, as its runnerd reports it: session-controlled, so held between
+   * its creation and now (a session claiming activity in the future is only as busy as it is now).
+   */
+  activityOf(record: SessionRecord, status: Pick<RunnerdStatus, "lastActivityAt">): number {
+    return Math.min(this.clock.now(), Math.max(record.createdAt, status.lastActivityAt));
   }
 }
 

@@ -89,21 +89,22 @@ export class Sweeper {
     }
     if (state.phase === "terminating" || state.phase === "stopping") return undefined;
     if (state.phase === "stopped") {
-      // Asleep: not idle, but its lifetime and TTL (as the stop recorded it) still end it.
+      // Asleep: not idle, but its lifetime and TTL still end it.
       if (now >= record.createdAt + this.config.lifetime.maxLifetimeMs) return "lifetime";
-      return now >= (state.lease?.expiresAt ?? record.expiresAt) ? "ttl" : undefined;
+      return now >= record.expiresAt ? "ttl" : undefined;
     }
     if (now >= record.createdAt + this.config.lifetime.maxLifetimeMs) return "lifetime";
     if (state.phase === "starting") {
       const abandonedAt = record.createdAt + this.config.createTimeoutMs + ABANDONED_AFTER_DEADLINE_MS;
       return now >= abandonedAt ? "abandoned" : undefined;
     }
+    // The lease is the spawner's own record; runnerd only reports activity (which a session may
+    // legitimately keep up: a busy session is not idle, but its TTL ends it all the same).
+    if (now >= record.expiresAt) return "ttl";
     const status = await this.sessions.runnerdStatus(known);
-    const expiresAt = status?.lease?.expiresAt ?? record.expiresAt;
-    if (now >= expiresAt) return "ttl";
     if (!status) return undefined; // idleness needs runnerd's activity clock
-    const idleTimeoutMs = status.lease?.idleTimeoutMs ?? record.idleTimeoutMs;
-    if (status.liveExecs === 0 && now - status.lastActivityAt >= idleTimeoutMs) return "idle";
+    const idleFor = now - this.sessions.activityOf(record, status);
+    if (status.liveExecs === 0 && idleFor >= record.idleTimeoutMs) return "idle";
     return undefined;
   }
 }

@@ -1,6 +1,6 @@
 import { setTimeout as delay } from "node:timers/promises";
 import type { Logger } from "@sbx/edge";
-import { ANNOTATIONS, type FailureReason, LABELS, type Lease } from "@sbx/protocol";
+import { ANNOTATIONS, type FailureReason, LABELS, type Lease, leaseAnnotations } from "@sbx/protocol";
 import Docker from "dockerode";
 import { z } from "zod";
 import type {
@@ -31,7 +31,7 @@ import {
   SESSION_UID,
   WORKSPACE_PATH,
 } from "../runtime-contract.js";
-import { flatten, readInventory, type VolumeInfo } from "./docker-inventory.js";
+import { flatten, LEASE_SEQ, leaseSeqOf, readInventory, type VolumeInfo } from "./docker-inventory.js";
 
 const MiB = 1024 * 1024;
 /** Selector label keys: what a listing splits back into labels; the rest of sbx's keys are annotations. */
@@ -92,7 +92,12 @@ export class DockerBackend implements SessionBackend {
     return `sbx-${this.options.deployment}-${memberId}-claim`;
   }
 
-  /** An empty volume that marks a session as stopped by the spawner, with the lease it had. */
+  /** An empty volume whose labels hold the lease a session was given after its create (`seq`: the newest wins). */
+  leaseName(id: string, seq: number): string {
+    return `sbx-${this.options.deployment}-${id}-lease-${seq}`;
+  }
+
+  /** An empty volume that marks a session as stopped by the spawner. */
   stopMarkerName(id: string): string {
     return `sbx-${this.options.deployment}-${id}-stopped`;
   }
@@ -277,8 +282,8 @@ export class DockerBackend implements SessionBackend {
     }
   }
 
-  async stop(id: string, lease: Lease): Promise<void> {
-    // The mark first: every replica then reads the container's ending as a stop, with this lease.
+  async stop(id: string): Promise<void> {
+    // The mark first: every replica then reads the container's ending as a stop.
     const marker = this.stopMarkerName(id);
     await this.removeVolume(marker);
     await this.call("record the stop", () =>
@@ -288,7 +293,6 @@ export class DockerBackend implements SessionBackend {
           ...this.ownership(),
           [LABELS.sessionId]: id,
           [ANNOTATIONS.stoppedAt]: String(Date.now()),
-          [ANNOTATIONS.stoppedLease]: JSON.stringify(lease),
         },
       }),
     );
@@ -301,6 +305,48 @@ export class DockerBackend implements SessionBackend {
       if (statusOf(error) === 404) throw new BackendNotFoundError(`the container of session ${id} is gone`);
       throw unavailable("could not stop the session container", error);
     }
+  }
+
+  async setLease(id: string, lease: Lease): Promise<void> {
+    const session = await this.find(id);
+    if (!session) throw new BackendNotFoundError(`no session ${id}`);
+    const createdAt = session.meta.annotations[ANNOTATIONS.createdAt] ?? "";
+    const earlier = await this.leaseVolumes(id);
+    let seq = Math.max(-1, ...earlier.map((v) => v.seq)) + 1;
+    // A volume's name is given once: of replicas setting a lease at once, each ends on its own
+    // sequence, and the highest is the lease every lookup reads.
+    for (let attempt = 0; ; attempt++, seq++) {
+      const labels = {
+        ...this.ownership(),
+        [LABELS.sessionId]: id,
+        [ANNOTATIONS.createdAt]: createdAt,
+        [LEASE_SEQ]: String(seq),
+        ...leaseAnnotations(lease),
+      };
+      const made = await this.call("record the lease", () =>
+        this.createVolumeAsIs({ Name: this.leaseName(id, seq), Labels: labels }),
+      );
+      const ours = Object.entries(labels).every(([key, value]) => made.Labels?.[key] === value);
+      if (ours) break;
+      if (attempt >= 8)
+        throw new BackendUnavailableError(`could not record the lease of session ${id}: too many at once`);
+    }
+    await Promise.all(
+      earlier.map((v) =>
+        this.removeVolume(v.name).catch((error: unknown) =>
+          this.log.warn({ sessionId: id, err: error }, "could not remove an earlier lease"),
+        ),
+      ),
+    );
+  }
+
+  /** The session's lease volumes, with their sequence numbers. */
+  private async leaseVolumes(id: string): Promise<Array<{ name: string; seq: number }>> {
+    const volumes = await this.listVolumes([`${LABELS.sessionId}=${id}`, LEASE_SEQ]);
+    return volumes.flatMap((v) => {
+      const seq = leaseSeqOf(v.Labels ?? {});
+      return seq === undefined ? [] : [{ name: v.Name, seq }];
+    });
   }
 
   async resume(spec: BackendSessionSpec, signal: AbortSignal): Promise<BackendSession> {
@@ -332,6 +378,7 @@ export class DockerBackend implements SessionBackend {
     await this.removeVolume(this.stopMarkerName(id));
     if (member !== undefined) removed = (await this.removeVolume(this.volumeName(member))) || removed;
     removed = (await this.removeVolume(this.volumeName(id))) || removed;
+    for (const lease of await this.leaseVolumes(id)) await this.removeVolume(lease.name);
     // The claim last: until then, what is left is still found as this session.
     if (claim) await this.removeVolume(claim.Name);
     return removed;

@@ -1,6 +1,5 @@
-import { ANNOTATIONS, type FailureReason, LABELS, type Lease } from "@sbx/protocol";
+import { ANNOTATIONS, type FailureReason, LABELS, leaseAnnotations, leaseOfAnnotations } from "@sbx/protocol";
 import type Docker from "dockerode";
-import { z } from "zod";
 import type { BackendSession, BackendState, Endpoint, PoolMember, SessionMeta } from "../backend.js";
 import { RUNNERD_PORT } from "../runtime-contract.js";
 
@@ -28,6 +27,12 @@ export interface Inventory {
 }
 
 const SELECTOR_KEYS: ReadonlySet<string> = new Set(Object.values(LABELS));
+/**
+ * On a lease volume: its place in the order of a session's leases. Docker labels never change, so
+ * a session's lease set after its create (a PATCH) is a volume of its own, `…-lease-<seq>`, and the
+ * highest sequence is the current one.
+ */
+export const LEASE_SEQ = "sbx.dev/lease-seq";
 const ANNOTATION_PREFIXES = ["sbx.dev/", ANNOTATIONS.userPrefix];
 
 /**
@@ -36,26 +41,39 @@ const ANNOTATION_PREFIXES = ["sbx.dev/", ANNOTATIONS.userPrefix];
  * with its pool, and once claimed (renamed to the session's name) its
  * session's truth lives on a claim volume, since Docker labels never change;
  * (one per member: the engine makes a volume of a name once, so of racing
- * claims the first one's labels stay); a stop marker volume says a stopped container was stopped by the spawner,
- * with the lease it had; a workspace volume alone is a create in progress or
- * a container removed behind our back.
+ * claims the first one's labels stay); a stop marker volume says a stopped container was stopped by
+ * the spawner; a lease volume holds a lease set after the create; a workspace volume alone is a
+ * create in progress or a container removed behind our back.
  */
 export function readInventory(objects: EngineObjects, settings: InventorySettings): Inventory {
   const stops = new Map<string, Record<string, string>>();
   const claims = new Map<string, Record<string, string>>();
+  const leases = new Map<string, { seq: number; labels: Record<string, string> }>();
   const workspaces: VolumeInfo[] = [];
   for (const volume of objects.volumes) {
     const labels = volume.Labels ?? {};
     const id = labels[LABELS.sessionId];
     const member = labels[ANNOTATIONS.poolMember];
     if (id === undefined) continue;
-    if (labels[ANNOTATIONS.stoppedAt] !== undefined) stops.set(id, labels);
+    const seq = leaseSeqOf(labels);
+    if (seq !== undefined) {
+      if (seq > (leases.get(id)?.seq ?? -1)) leases.set(id, { seq, labels });
+    } else if (labels[ANNOTATIONS.stoppedAt] !== undefined) stops.set(id, labels);
     else if (member !== undefined) claims.set(member, labels);
     else workspaces.push(volume);
   }
 
   const sessions: BackendSession[] = [];
   const members: PoolMember[] = [];
+  /** A session's meta with the latest lease set for it (one of an earlier session of the same id does not count). */
+  const metaOf = (labels: Record<string, string>): SessionMeta => {
+    const meta = split(labels);
+    const id = meta.labels[LABELS.sessionId];
+    const lease = id === undefined ? undefined : leases.get(id)?.labels;
+    if (lease === undefined || lease[ANNOTATIONS.createdAt] !== meta.annotations[ANNOTATIONS.createdAt]) return meta;
+    const current = leaseOfAnnotations(lease);
+    return current ? { ...meta, annotations: { ...meta.annotations, ...leaseAnnotations(current) } } : meta;
+  };
   const withContainer = new Set<string>();
   for (const info of objects.containers) {
     const id = info.Labels[LABELS.sessionId];
@@ -82,7 +100,7 @@ export function readInventory(objects: EngineObjects, settings: InventorySetting
     const labels = claim ?? info.Labels;
     const sessionId = labels[LABELS.sessionId] ?? id;
     const { state, endpoint } = stateOf(info, stops.get(sessionId), objects.exits, settings);
-    if (state) sessions.push({ id: sessionId, meta: split(labels), state, endpoint });
+    if (state) sessions.push({ id: sessionId, meta: metaOf(labels), state, endpoint });
   }
 
   for (const volume of workspaces) {
@@ -104,12 +122,12 @@ export function readInventory(objects: EngineObjects, settings: InventorySetting
       });
       continue;
     }
-    sessions.push({ id, meta: split(labels), state: orphanState(volume, settings), endpoint: undefined });
+    sessions.push({ id, meta: metaOf(labels), state: orphanState(volume, settings), endpoint: undefined });
   }
   for (const [member, labels] of claims) {
     const id = labels[LABELS.sessionId];
     if (id === undefined || withContainer.has(member)) continue;
-    sessions.push({ id, meta: split(labels), state: { phase: "failed", reason: removed() }, endpoint: undefined });
+    sessions.push({ id, meta: metaOf(labels), state: { phase: "failed", reason: removed() }, endpoint: undefined });
   }
   return { sessions, members };
 }
@@ -163,7 +181,7 @@ function stateOf(
       // is on the volume and the session can resume. Anything else is a death.
       const state: BackendState =
         exit.code === "exited" && exit.exitCode === 0
-          ? { phase: "stopped", at: stoppedAt(stop) ?? exit.at, lease: stoppedLease(stop) }
+          ? { phase: "stopped", at: stoppedAt(stop) ?? exit.at }
           : { phase: "failed", reason: exit };
       return { state, endpoint: undefined };
     }
@@ -185,16 +203,8 @@ function stoppedAt(labels: Record<string, string> | undefined): number | null {
   return Number.isFinite(at) && at > 0 ? at : null;
 }
 
-const StoppedLeaseSchema = z.object({ expiresAt: z.int(), idleTimeoutMs: z.int() });
-
-function stoppedLease(labels: Record<string, string> | undefined): Lease | undefined {
-  const text = labels?.[ANNOTATIONS.stoppedLease];
-  if (text === undefined) return undefined;
-  try {
-    const parsed = StoppedLeaseSchema.safeParse(JSON.parse(text));
-    return parsed.success ? parsed.data : undefined;
-  } catch (error) {
-    if (error instanceof SyntaxError) return undefined;
-    throw error;
-  }
+/** The sequence of a lease volume; undefined on any other volume. */
+export function leaseSeqOf(labels: Record<string, string>): number | undefined {
+  const text = labels[LEASE_SEQ];
+  return text !== undefined && /^\d{1,9}$/.test(text) ? Number(text) : undefined;
 }

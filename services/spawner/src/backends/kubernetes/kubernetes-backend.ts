@@ -12,8 +12,7 @@ import {
   Watch,
 } from "@kubernetes/client-node";
 import type { Logger } from "@sbx/edge";
-import { ANNOTATIONS, LABELS, type Lease } from "@sbx/protocol";
-import { z } from "zod";
+import { ANNOTATIONS, LABELS, type Lease, leaseAnnotations } from "@sbx/protocol";
 import type {
   BackendSession,
   BackendSessionSpec,
@@ -218,7 +217,7 @@ export class KubernetesBackend implements SessionBackend {
     return sessions;
   }
 
-  async stop(id: string, lease: Lease): Promise<void> {
+  async stop(id: string): Promise<void> {
     const claim = await this.readClaim(id);
     const claimName = claim?.metadata?.name;
     if (!claimName) {
@@ -232,10 +231,7 @@ export class KubernetesBackend implements SessionBackend {
           namespace: this.options.namespace,
           body: {
             metadata: {
-              annotations: {
-                [ANNOTATIONS.stoppedAt]: String(Date.now()),
-                [ANNOTATIONS.stoppedLease]: JSON.stringify(lease),
-              },
+              annotations: { [ANNOTATIONS.stoppedAt]: String(Date.now()) },
             },
           },
         },
@@ -245,6 +241,35 @@ export class KubernetesBackend implements SessionBackend {
     await this.deletePod(id);
     // runnerd keeps its state on the claim as it ends; the Pod's name is free again once it is gone.
     await this.untilGone(id, (this.options.terminationGracePeriodSeconds + 30) * 1000);
+  }
+
+  async setLease(id: string, lease: Lease): Promise<void> {
+    const [pod, claim] = await Promise.all([this.readPod(id), this.readClaim(id)]);
+    if (!pod && !claim) throw new BackendNotFoundError(`no session ${id}`);
+    const patch = (kind: "Pod" | "PersistentVolumeClaim", name: string) => {
+      const request = {
+        name,
+        namespace: this.options.namespace,
+        body: { metadata: { annotations: leaseAnnotations(lease) } },
+      };
+      const options = setHeaderOptions("Content-Type", PatchStrategy.MergePatch);
+      return kind === "Pod"
+        ? this.core.patchNamespacedPod(request, options)
+        : this.core.patchNamespacedPersistentVolumeClaim(request, options);
+    };
+    // The claim first: it is what a stopped session is read from, and it outlives the Pod.
+    for (const [kind, name] of [
+      ["PersistentVolumeClaim", claim?.metadata?.name],
+      ["Pod", pod?.metadata?.name],
+    ] as const) {
+      if (name === undefined) continue;
+      try {
+        await patch(kind, name);
+      } catch (error) {
+        if (codeOf(error) === 404) throw new BackendNotFoundError(`the ${kind} of session ${id} is gone`);
+        throw unavailable(`could not record the lease on the session's ${kind}`, error);
+      }
+    }
   }
 
   async resume(spec: BackendSessionSpec, signal: AbortSignal): Promise<BackendSession> {
@@ -283,7 +308,7 @@ export class KubernetesBackend implements SessionBackend {
         {
           name: claimName,
           namespace: this.options.namespace,
-          body: { metadata: { annotations: { [ANNOTATIONS.stoppedAt]: null, [ANNOTATIONS.stoppedLease]: null } } },
+          body: { metadata: { annotations: { [ANNOTATIONS.stoppedAt]: null } } },
         },
         setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
       ),
@@ -814,9 +839,7 @@ export class KubernetesBackend implements SessionBackend {
     return {
       id,
       meta: metaOf(labels, annotations),
-      state: Number.isFinite(at)
-        ? { phase: "stopped", at, lease: leaseOf(annotations[ANNOTATIONS.stoppedLease]) }
-        : { phase: "failed", reason: removedReason(null) },
+      state: Number.isFinite(at) ? { phase: "stopped", at } : { phase: "failed", reason: removedReason(null) },
       endpoint: undefined,
     };
   }
@@ -885,17 +908,4 @@ function unavailable(what: string, error: unknown): BackendUnavailableError {
   const code = codeOf(error);
   const reason = code === 403 ? `forbidden (check the spawner's RBAC Role): ${messageOf(error)}` : messageOf(error);
   return new BackendUnavailableError(`${what}: ${reason}`, { cause: error });
-}
-
-const LeaseAnnotationSchema = z.object({ expiresAt: z.int(), idleTimeoutMs: z.int() });
-
-function leaseOf(text: string | undefined): Lease | undefined {
-  if (text === undefined) return undefined;
-  try {
-    const parsed = LeaseAnnotationSchema.safeParse(JSON.parse(text));
-    return parsed.success ? parsed.data : undefined;
-  } catch (error) {
-    if (error instanceof SyntaxError) return undefined;
-    throw error;
-  }
 }

@@ -1,19 +1,21 @@
 import { randomUUID } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { Socket } from "node:net";
-import { encodeSseEvent, type Lease, LeaseSchema, SSE_HEARTBEAT, sha256Hex } from "@sbx/protocol";
+import { encodeSseEvent, SSE_HEARTBEAT, sha256Hex } from "@sbx/protocol";
 
 /**
  * A stand-in for runnerd, for unit tests of the spawner: a real HTTP server
- * on 127.0.0.1 that answers what the spawner itself calls (status, lease,
+ * on 127.0.0.1 that answers what the spawner itself calls (status,
  * env) and serves exec event streams that stay open until the exec is
  * finished or the server dies. The real runnerd is tested on its own.
  */
+/** A reply written by hand to a route of the fake runnerd. */
+export type RouteAnswer = (res: ServerResponse) => void;
+
 export class FakeRunnerd {
   readonly server: Server;
   private readonly sockets = new Set<Socket>();
   private readonly env = new Map<string, string>();
-  private lease: Lease | null = null;
   private lastActivityAt = Date.now();
   private readonly incarnation = randomUUID();
   private readonly bootedAt = Date.now();
@@ -22,8 +24,14 @@ export class FakeRunnerd {
   private liveExecs = new Set<string>();
   /** When frozen, the server accepts and reads but never answers: a container that died without a RST. */
   private frozen = false;
+  /** Answers that replace the usual ones, by route (`GET /v1/status`): a runnerd the session has subverted. */
+  private readonly answers = new Map<string, RouteAnswer>();
 
-  constructor(private readonly tokenSha256: string) {
+  constructor(
+    private readonly tokenSha256: string,
+    answers: Readonly<Record<string, RouteAnswer>> = {},
+  ) {
+    for (const [route, answer] of Object.entries(answers)) this.answers.set(route, answer);
     this.server = createServer((req, res) => this.handle(req, res));
     this.server.on("connection", (socket) => {
       this.sockets.add(socket);
@@ -64,6 +72,11 @@ export class FakeRunnerd {
     this.streams.delete(execId);
   }
 
+  /** From now on answers `route` (`GET /v1/status`) with `answer`, as a runnerd the session subverted might. */
+  answer(route: string, answer: RouteAnswer): void {
+    this.answers.set(route, answer);
+  }
+
   /** Stops answering without closing anything, as a host that vanished. */
   freeze(): void {
     this.frozen = true;
@@ -88,6 +101,8 @@ export class FakeRunnerd {
     if (!this.authorized(req)) return json(res, 401, { error: { code: "UNAUTHORIZED", message: "bad token" } });
     const url = new URL(req.url ?? "/", "http://runnerd");
     const route = `${req.method} ${url.pathname}`;
+    const answer = this.answers.get(route);
+    if (answer) return answer(res);
     if (route === "GET /v1/status") {
       return json(res, 200, {
         version: "fake",
@@ -95,14 +110,9 @@ export class FakeRunnerd {
         bootedAt: this.bootedAt,
         lastActivityAt: this.lastActivityAt,
         liveExecs: this.liveExecs.size,
-        lease: this.lease,
       });
     }
     this.lastActivityAt = Date.now();
-    if (route === "PUT /v1/lease") {
-      this.lease = LeaseSchema.parse(JSON.parse(body));
-      return json(res, 200, { lease: this.lease });
-    }
     if (route === "GET /v1/env") return json(res, 200, { names: this.envNames() });
     if (route === "GET /v1/execs") {
       return json(res, 200, { execs: [...this.liveExecs].map((execId) => ({ execId, state: "running" })) });

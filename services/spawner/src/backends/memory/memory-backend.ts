@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { setTimeout as delay } from "node:timers/promises";
-import { ANNOTATIONS, type FailureReason, LABELS, type Lease } from "@sbx/protocol";
+import { ANNOTATIONS, type FailureReason, LABELS, type Lease, leaseAnnotations } from "@sbx/protocol";
 import type {
   BackendSession,
   BackendSessionSpec,
@@ -20,7 +20,7 @@ import {
   StartFailedError,
   StartTimeoutError,
 } from "../backend-errors.js";
-import { FakeRunnerd } from "./fake-runnerd.js";
+import { FakeRunnerd, type RouteAnswer } from "./fake-runnerd.js";
 
 export interface MemoryBackendOptions {
   /** The platform it stands in for, as sessions report it. */
@@ -33,6 +33,8 @@ export interface MemoryBackendOptions {
   silentImages?: string[];
   /** How long a start takes before runnerd answers. */
   startDelayMs?: number;
+  /** Routes every session's runnerd answers by hand (see FakeRunnerd.answer). */
+  runnerdAnswers?: Readonly<Record<string, RouteAnswer>>;
 }
 
 interface Entry {
@@ -100,7 +102,7 @@ export class MemoryBackend implements SessionBackend {
           signal.addEventListener("abort", () => reject(new StartTimeoutError("no address in time")), { once: true });
         });
       }
-      const runnerd = new FakeRunnerd(spec.runnerdEnv.RUNNERD_TOKEN_SHA256 ?? "");
+      const runnerd = new FakeRunnerd(spec.runnerdEnv.RUNNERD_TOKEN_SHA256 ?? "", this.options.runnerdAnswers);
       const port = await runnerd.listen();
       if (this.entries.get(spec.id) !== entry) {
         await runnerd.stop();
@@ -194,7 +196,7 @@ export class MemoryBackend implements SessionBackend {
     return undefined;
   }
 
-  async stop(id: string, lease: Lease): Promise<void> {
+  async stop(id: string): Promise<void> {
     this.check();
     const entry = this.entries.get(id);
     if (!entry) throw new BackendNotFoundError(`no session ${id}`);
@@ -202,7 +204,19 @@ export class MemoryBackend implements SessionBackend {
     entry.session = { ...entry.session, state: { phase: "stopping" }, endpoint: undefined };
     this.emit(id);
     await entry.runnerd?.stop();
-    entry.session = { ...entry.session, state: { phase: "stopped", at: Date.now(), lease } };
+    entry.session = { ...entry.session, state: { phase: "stopped", at: Date.now() } };
+    this.emit(id);
+  }
+
+  async setLease(id: string, lease: Lease): Promise<void> {
+    this.check();
+    const entry = this.entries.get(id);
+    if (!entry || isMember(entry.session)) throw new BackendNotFoundError(`no session ${id}`);
+    const { meta } = entry.session;
+    entry.session = {
+      ...entry.session,
+      meta: { ...meta, annotations: { ...meta.annotations, ...leaseAnnotations(lease) } },
+    };
     this.emit(id);
   }
 
