@@ -1,5 +1,5 @@
 import { SandboxClient, SessionFailedError } from "@sbx/client";
-import { ErrorEnvelopeSchema, type Session, SessionResponseSchema } from "@sbx/protocol";
+import { ErrorEnvelopeSchema, type Session, SessionListResponseSchema, SessionResponseSchema } from "@sbx/protocol";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   buildMisbehavingImage,
@@ -105,6 +105,44 @@ describe.skipIf(skip !== undefined)("a session whose container dies", () => {
     await docker("kill", container("killed"));
     await expectReportedDead("killed", diedAt, stream, "exited");
     expect((await session("killed"))?.reason?.message).toMatch(/exited with code 137 \(SIGKILL\)/);
+  });
+
+  it("docker kill: every read in the moments after answers within 1 s, and once one says failed none says otherwise", async () => {
+    expect((await spawner.json("POST", "/v1/sessions", { id: "instant", org: "dead" })).status).toBe(201);
+    const { ended: stream } = await attach("instant");
+    const base = "/v1/sessions/instant";
+    const routes = [base, "/v1/sessions?org=dead", `${base}/execs`, `${base}/env`, `${base}/files/list?path=.`];
+    /** What one read said: the session's state, or the error code; with when it was asked and answered. */
+    const read = async (path: string) => {
+      const askedAt = Date.now();
+      const result = await spawner.json("GET", path);
+      const said =
+        result.status !== 200
+          ? ErrorEnvelopeSchema.parse(result.body).error.code
+          : path === base
+            ? SessionResponseSchema.parse(result.body).session.state
+            : path.startsWith("/v1/sessions?")
+              ? (SessionListResponseSchema.parse(result.body).sessions.find((x) => x.id === "instant")?.state ??
+                "missing")
+              : "ready";
+      return { path, askedAt, answeredAt: Date.now(), said };
+    };
+    const killing = docker("kill", container("instant"));
+    const reads: Array<ReturnType<typeof read>> = [];
+    const until = Date.now() + 2500;
+    while (Date.now() < until) {
+      for (const path of routes) reads.push(read(path));
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    await killing;
+    const answers = await Promise.all(reads);
+    for (const a of answers) expect(a.answeredAt - a.askedAt, `${a.path} said ${a.said}`).toBeLessThan(1000);
+    const dead = (said: string) => said === "failed" || said === "SESSION_FAILED";
+    const firstDeath = Math.min(...answers.filter((a) => dead(a.said)).map((a) => a.answeredAt));
+    expect(Number.isFinite(firstDeath)).toBe(true);
+    const contradicting = answers.filter((a) => a.askedAt > firstDeath && !dead(a.said));
+    expect(contradicting.map((a) => `${a.path}: ${a.said}`)).toEqual([]);
+    await stream;
   });
 
   it("out of memory: reported oom-killed within 5 s, calls refused in under 1 s, the attached stream ends", async () => {

@@ -180,6 +180,41 @@ describe("dead sessions", () => {
     expect(s.logs()).toMatch(/ended the streams of a lost session/);
   });
 
+  it("answers every read that was waiting on runnerd at the moment of the death with the death, at once", async () => {
+    const s = await spawner();
+    await s.json("POST", "/v1/sessions", { id: "moment", org: "acme" });
+    await s.json("POST", "/v1/sessions", { id: "bystander", org: "acme" });
+    // Kept-alive connections to its runnerd exist, as they would after earlier calls.
+    expect((await s.json("GET", "/v1/sessions/moment/execs")).status).toBe(200);
+    // The container is gone (its address answers nothing, not even a reset); the platform has not said so yet.
+    s.backend.runnerd("moment").freeze();
+    const reads = [
+      "/v1/sessions/moment",
+      "/v1/sessions?org=acme",
+      "/v1/sessions/moment/execs",
+      "/v1/sessions/moment/execs/x",
+      "/v1/sessions/moment/env",
+      "/v1/sessions/moment/files/list?path=.",
+      "/v1/sessions/moment/files/stat?path=.",
+    ].map((path) => s.json("GET", path).then((result) => ({ path, result, at: performance.now() })));
+    await delay(150);
+    const toldAt = performance.now();
+    await s.backend.fail("moment", oom, { silent: true });
+    for (const { path, result, at } of await Promise.all(reads)) {
+      expect(at - toldAt, path).toBeLessThan(500);
+      if (path === "/v1/sessions/moment") expect(sessionOf(result.body)).toMatchObject({ state: "failed" });
+      else if (path.startsWith("/v1/sessions?")) {
+        const listed = z
+          .object({ sessions: z.array(z.object({ id: z.string(), state: z.string() })) })
+          .parse(result.body);
+        expect(listed.sessions.find((x) => x.id === "moment")?.state, path).toBe("failed");
+        expect(listed.sessions.find((x) => x.id === "bystander")?.state, path).toBe("ready");
+      } else {
+        expect([result.status, errorOf(result.body).code], path).toEqual([410, "SESSION_FAILED"]);
+      }
+    }
+  });
+
   it("asks the backend again when runnerd cannot be reached, so a death the feed missed is still a 410", async () => {
     const s = await spawner();
     await s.json("POST", "/v1/sessions", { id: "unseen", org: "acme" });

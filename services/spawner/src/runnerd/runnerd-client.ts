@@ -16,8 +16,9 @@ export class RunnerdClient {
     private readonly token: string,
   ) {}
 
-  status(timeoutMs: number): Promise<RunnerdStatus> {
-    return this.call("GET", "/v1/status", undefined, RunnerdStatusSchema, timeoutMs);
+  /** `until`: ends the call early (the session was lost meanwhile). */
+  status(timeoutMs: number, until?: AbortSignal): Promise<RunnerdStatus> {
+    return this.call("GET", "/v1/status", undefined, RunnerdStatusSchema, timeoutMs, until);
   }
 
   patchEnv(patch: EnvPatchRequest, timeoutMs: number): Promise<z.infer<typeof EnvPatchResponseSchema>> {
@@ -57,11 +58,13 @@ export class RunnerdClient {
     body: unknown,
     schema: S,
     timeoutMs: number,
+    until?: AbortSignal,
   ): Promise<z.output<S>> {
     const what = `${method} ${path}`;
     // One deadline for the whole call, the answer's body included: a runnerd that answers its
     // headers and then trickles (or never ends) its body is as late as one that never answers.
-    const signal = AbortSignal.timeout(timeoutMs);
+    const timeout = AbortSignal.timeout(timeoutMs);
+    const signal = until ? AbortSignal.any([timeout, until]) : timeout;
     let response: Response;
     try {
       response = await fetch(`http://${this.endpoint.host}:${this.endpoint.port}${path}`, {

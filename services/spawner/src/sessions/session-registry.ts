@@ -32,6 +32,8 @@ export class SessionRegistry {
   /** Sessions this replica deleted, by id, with when: a late report must not bring them back. */
   private readonly deleted = new Map<string, number>();
   private readonly lossListeners = new Set<LossListener>();
+  /** Aborted when the session is lost: what a call waiting on its runnerd listens to. */
+  private readonly lossSignals = new Map<string, AbortController>();
 
   constructor(
     private readonly backend: SessionBackend,
@@ -43,6 +45,19 @@ export class SessionRegistry {
 
   onLoss(listener: LossListener): void {
     this.lossListeners.add(listener);
+  }
+
+  /**
+   * A signal aborted the moment this replica learns the session is lost (failed, terminating,
+   * gone, moved): a wait on its runnerd's old address ends then, not at its timeout.
+   */
+  lossSignal(id: string): AbortSignal {
+    let controller = this.lossSignals.get(id);
+    if (!controller) {
+      controller = new AbortController();
+      this.lossSignals.set(id, controller);
+    }
+    return controller.signal;
   }
 
   /** Follows the backend's change feed until the returned function is called. */
@@ -116,6 +131,7 @@ export class SessionRegistry {
       if (before?.state.phase === "failed" && !options.deleted && this.stillRetained(before)) return true;
       this.known.delete(id);
       if (before && isReachable(before.state)) this.lost(id, "gone");
+      this.lossSignals.delete(id);
       return false;
     }
     const record = recordFromMeta(session.meta);
@@ -159,6 +175,9 @@ export class SessionRegistry {
   }
 
   private lost(id: string, why: "failed" | "terminating" | "gone" | "moved"): void {
+    const controller = this.lossSignals.get(id);
+    this.lossSignals.delete(id);
+    controller?.abort(new Error(`the session is ${why === "moved" ? "elsewhere now" : why}`));
     for (const listener of this.lossListeners) listener(id, why);
   }
 }

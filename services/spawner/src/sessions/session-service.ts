@@ -114,7 +114,18 @@ export class SessionService {
 
   async get(id: string): Promise<Session> {
     const known = await this.registry.lookup(id);
-    return this.view(known, await this.runnerdStatus(known));
+    const status = await this.runnerdStatus(known);
+    return this.view(status ? known : this.current(known), status);
+  }
+
+  /**
+   * The session as this replica knows it now: after a call to its runnerd failed, the registry
+   * may have learnt of its death (or deletion) meanwhile, and the record read before is stale.
+   */
+  private current(known: KnownSession): KnownSession {
+    const now = this.registry.cached(known.record.id);
+    if (!now) throw new ApiError("SESSION_NOT_FOUND", `no session ${known.record.id}`);
+    return now;
   }
 
   async list(query: z.output<typeof SessionListQuerySchema>): Promise<Session[]> {
@@ -133,7 +144,12 @@ export class SessionService {
       );
     const limit = pLimit(STATUS_CONCURRENCY);
     const sessions = await Promise.all(
-      matches.map((k) => limit(async () => this.view(k, await this.runnerdStatus(k)))),
+      matches.map((k) =>
+        limit(async () => {
+          const status = await this.runnerdStatus(k);
+          return status ? this.view(k, status) : this.view(this.registry.cached(k.record.id) ?? k, undefined);
+        }),
+      ),
     );
     return sessions.sort((a, b) => a.createdAt - b.createdAt);
   }
@@ -312,7 +328,11 @@ export class SessionService {
   async runnerdStatus(known: KnownSession): Promise<RunnerdStatus | undefined> {
     if (known.state.phase !== "running" || !known.endpoint) return undefined;
     try {
-      return await this.client(known.endpoint, known.record.runnerdKey).status(CONTROL_TIMEOUT_MS);
+      // Ends at once should the session be lost meanwhile (a dead container's address never answers).
+      const lost = this.registry.lossSignal(known.record.id);
+      const now = this.registry.cached(known.record.id);
+      if (now && (now.state.phase !== "running" || now.endpoint?.host !== known.endpoint.host)) return undefined;
+      return await this.client(known.endpoint, known.record.runnerdKey).status(CONTROL_TIMEOUT_MS, lost);
     } catch (error) {
       this.log.debug({ sessionId: known.record.id, err: error }, "runnerd status unavailable");
       // The change feed may have missed its death: a lookup settles it for the next caller.

@@ -79,8 +79,8 @@ export class FakeRunnerd {
 
   /** Stops answering without closing anything, as a host that vanished. */
   freeze(): void {
+    // Connections are still taken (as a vanished host's SYN goes unanswered, not refused), never answered.
     this.frozen = true;
-    this.server.close();
   }
 
   /** Closes every connection and the server, as a process that exited; `listen` starts it again, state kept. */
