@@ -1,4 +1,4 @@
-import { ErrorEnvelopeSchema, HealthResponseSchema, RunnerdStatusSchema } from "@sbx/protocol";
+import { ErrorEnvelopeSchema, HealthResponseSchema, REQUEST_ID_HEADER, RunnerdStatusSchema } from "@sbx/protocol";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type RunnerdHandle, startRunnerd } from "../support/runnerd.js";
 
@@ -47,6 +47,32 @@ describe("authentication", () => {
     expect(response.status).toBe(401);
     const list = await runnerd.json("GET", "/v1/files/list?path=.");
     expect(JSON.stringify(list.body)).not.toContain("should-not-exist");
+  });
+});
+
+describe("signed requests passed on by the spawner", () => {
+  const send = (path: string, requestId: string, init: RequestInit = {}) =>
+    runnerd.request(path, { method: "POST", ...init, headers: { [REQUEST_ID_HEADER]: requestId } });
+
+  it("acts once on a request id: the same id again is 401 NONCE_REPLAYED and runs nothing", async () => {
+    const id = "a".repeat(64);
+    const body = JSON.stringify({ shell: "echo ran >> replayed.txt" });
+    expect((await send("/v1/execs?wait=true", id, { body })).status).toBe(200);
+    const again = await send("/v1/execs?wait=true", id, { body });
+    expect(again.status).toBe(401);
+    expect((await envelope(again)).code).toBe("NONCE_REPLAYED");
+    const file = await runnerd.request("/v1/files/content?path=replayed.txt");
+    expect(await file.text()).toBe("ran\n");
+    // Reads carry the id too, and are never refused for it.
+    expect((await runnerd.request("/v1/execs", { headers: { [REQUEST_ID_HEADER]: id } })).status).toBe(200);
+    expect((await send("/v1/requests", "b".repeat(64))).status).toBe(204);
+    expect((await send("/v1/requests", "b".repeat(64))).status).toBe(401);
+  });
+
+  it("refuses a malformed request id with 400", async () => {
+    const response = await send("/v1/requests", "not-hex");
+    expect(response.status).toBe(400);
+    expect((await envelope(response)).code).toBe("VALIDATION_FAILED");
   });
 });
 

@@ -148,9 +148,9 @@ describe("stdin", () => {
     const stream = readEvents(await start({ execId, argv: ["cat"], stdin: { mode: "hold" } }));
     const write = (body: unknown) => runnerd.json("POST", `/v1/execs/${execId}/stdin`, body);
     const first = await write({ text: "one " });
-    expect(StdinWriteResponseSchema.parse(first.body)).toEqual({ written: 4, closed: false });
+    expect(StdinWriteResponseSchema.parse(first.body)).toEqual({ written: 4, closed: false, received: 4 });
     expect((await write({ data: Buffer.from("two ").toString("base64") })).status).toBe(200);
-    expect((await write({ text: "three", eof: true })).body).toEqual({ written: 5, closed: true });
+    expect((await write({ text: "three", eof: true })).body).toEqual({ written: 5, closed: true, received: 13 });
     const closed = await write({ text: "four" });
     expect(closed.status).toBe(409);
     const { events } = await stream;
@@ -159,6 +159,26 @@ describe("stdin", () => {
     const late = await write({ text: "x" });
     expect(late.status).toBe(409);
     expect(late.body).toMatchObject({ error: { code: "EXEC_NOT_RUNNING" } });
+  });
+
+  it("takes a write with an offset once: a retry skips what was received, a write past it is refused", async () => {
+    const execId = `offset-${Date.now()}`;
+    const stream = readEvents(await start({ execId, argv: ["cat"], stdin: { mode: "hold", text: "ab" } }));
+    const write = (body: unknown) => runnerd.json("POST", `/v1/execs/${execId}/stdin`, body);
+    expect((await write({ text: "cd", offset: 2 })).body).toEqual({ written: 2, closed: false, received: 4 });
+    // The same write again (a retry after a lost answer), and one overlapping it: only what is new goes in.
+    expect((await write({ text: "cd", offset: 2 })).body).toEqual({ written: 0, closed: false, received: 4 });
+    expect((await write({ text: "cdef", offset: 2 })).body).toEqual({ written: 2, closed: false, received: 6 });
+    const ahead = await write({ text: "zz", offset: 9 });
+    expect([ahead.status, ahead.body]).toMatchObject([
+      409,
+      { error: { code: "CURSOR_AHEAD", details: { received: 6 } } },
+    ]);
+    expect((await write({ eof: true, offset: 6 })).body).toEqual({ written: 0, closed: true, received: 6 });
+    // Closing again with the offset is the same close, not an error.
+    expect((await write({ eof: true, offset: 6 })).status).toBe(200);
+    const { events } = await stream;
+    expect(textOf(events)).toBe("abcdef");
   });
 
   it("refuses writes to an exec started without stdin", async () => {

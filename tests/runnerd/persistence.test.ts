@@ -1,7 +1,7 @@
 import { mkdtemp, readdir, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { EnvNamesResponseSchema, ExecInfoSchema, RunnerdStatusSchema } from "@sbx/protocol";
+import { EnvNamesResponseSchema, ExecInfoSchema, REQUEST_ID_HEADER, RunnerdStatusSchema } from "@sbx/protocol";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type RunnerdHandle, startRunnerd } from "../support/runnerd.js";
 import { exitOf, readEvents, textOf } from "../support/sse.js";
@@ -16,6 +16,11 @@ describe("runnerd keeps its state across a stop and a start on the same workspac
     root = await mkdtemp(path.join(tmpdir(), "runnerd-persist-"));
     first = await startRunnerd({ root });
     expect((await first.json("PATCH", "/v1/env", { set: { API_KEY: "k-123", MODE: "fast" } })).status).toBe(200);
+    const recorded = await first.request("/v1/requests", {
+      method: "POST",
+      headers: { [REQUEST_ID_HEADER]: "c".repeat(64) },
+    });
+    expect(recorded.status).toBe(204);
     const done = await first.json("POST", "/v1/execs?wait=true", {
       execId: "done",
       shell: "for i in $(seq 1 50); do echo line $i; done",
@@ -46,6 +51,14 @@ describe("runnerd keeps its state across a stop and a start on the same workspac
     // A session's lifetime is the spawner's: runnerd has no route that takes one, and reports none.
     expect((await second.json("PUT", "/v1/lease", { expiresAt: Date.now(), idleTimeoutMs: 1000 })).status).toBe(404);
     expect(RunnerdStatusSchema.strict().safeParse((await second.json("GET", "/v1/status")).body).success).toBe(true);
+  });
+
+  it("still refuses a signed request the earlier runnerd acted on", async () => {
+    const again = await second.request("/v1/requests", {
+      method: "POST",
+      headers: { [REQUEST_ID_HEADER]: "c".repeat(64) },
+    });
+    expect(again.status).toBe(401);
   });
 
   it("brings back a finished exec with its whole output, replayable from any point", async () => {

@@ -159,6 +159,24 @@ export function runStopResumeSuite(options: StopResumeOptions): void {
       expect((await session("sleepy"))?.state).toBe("ready");
     });
 
+    it("wakes a stopped session for 20 calls at once, each answered, round after round", async () => {
+      for (let round = 0; round < 3; round++) {
+        await act("sleepy", "stop");
+        const calls = await Promise.all(
+          Array.from({ length: 20 }, (_, i) =>
+            spawner.json("POST", "/v1/sessions/sleepy/execs?wait=true", { argv: ["echo", `call ${round}.${i}`] }),
+          ),
+        );
+        expect(
+          calls.map((c) => c.status),
+          JSON.stringify(calls.filter((c) => c.status !== 200).map((c) => c.body)),
+        ).toEqual(Array(20).fill(200));
+        calls.forEach((c, i) => {
+          expect(c.body).toMatchObject({ stdout: `call ${round}.${i}\n` });
+        });
+      }
+    });
+
     it("stops an idle session by itself", async () => {
       await create("dozy", { idleTimeoutMs: 2000 });
       expect(await eventually(async () => (await session("dozy"))?.state === "stopped", 30_000)).toBe(true);

@@ -20,6 +20,19 @@ export const DEFAULT_KEY_ID = "default";
 /** How far a request's timestamp may be from the server's clock. */
 export const MAX_CLOCK_SKEW_MS = 60_000;
 export const MIN_NONCE_LENGTH = 16;
+/**
+ * How long a signed request stays valid: its timestamp may be up to the skew in the past or in
+ * the future, so a nonce (and whatever acted on it) must be remembered this long.
+ */
+export const REPLAY_WINDOW_MS = 2 * MAX_CLOCK_SKEW_MS;
+
+/**
+ * The id of one signed request, the same on every replica: what runnerd remembers so that a
+ * request resent with the very same signature acts once, whichever replica it reaches.
+ */
+export function requestIdOf(keyId: string, nonce: string): string {
+  return sha256Hex(`sbx-request:v1\n${keyId}\n${nonce}`);
+}
 
 export interface CanonicalRequest {
   method: string;

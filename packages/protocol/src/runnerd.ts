@@ -20,6 +20,13 @@ import {
 export const HealthResponseSchema = z.object({ status: z.literal("ok") });
 
 /**
+ * On a mutating request the spawner passes on: the signed request's id (`requestIdOf`). runnerd
+ * acts on an id once; a second request with it is refused (`401 NONCE_REPLAYED`).
+ */
+export const REQUEST_ID_HEADER = "x-sbx-request-id";
+export const RequestIdSchema = z.string().regex(/^[0-9a-f]{64}$/, "must be 64 lower-case hex digits");
+
+/**
  * What runnerd says of itself. Session-controlled input to the spawner (runnerd runs as the
  * session's uid): bounded here, and never the source of a limit or a lifetime.
  */
@@ -145,6 +152,11 @@ export const StdinWriteRequestSchema = z
     text: z.string().optional(),
     data: z.base64().optional(),
     eof: z.boolean().optional(),
+    /**
+     * Where in the exec's stdin these bytes start (the initial stdin counts). With it a write is
+     * safe to retry: bytes already received are skipped, and a write past them is refused.
+     */
+    offset: z.int().min(0).optional(),
   })
   .refine((s) => s.text === undefined || s.data === undefined, {
     message: "give text or data, not both",
@@ -155,7 +167,8 @@ export const StdinWriteRequestSchema = z
   });
 export type StdinWriteRequest = z.input<typeof StdinWriteRequestSchema>;
 
-export const StdinWriteResponseSchema = z.object({ written: z.int(), closed: z.boolean() });
+/** `written`: bytes of this request passed to the process; `received`: stdin's length so far. */
+export const StdinWriteResponseSchema = z.object({ written: z.int(), closed: z.boolean(), received: z.int() });
 
 // ---- env ---------------------------------------------------------------
 

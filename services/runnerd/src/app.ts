@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { userInfo } from "node:os";
 import { type Clock, errorResponse, type Logger } from "@sbx/edge";
-import { ApiError, type RunnerdStatus } from "@sbx/protocol";
+import { ApiError, REPLAY_WINDOW_MS, REQUEST_ID_HEADER, RequestIdSchema, type RunnerdStatus } from "@sbx/protocol";
 import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { bearerAuth } from "./auth.js";
@@ -12,6 +12,7 @@ import { ArchiveService } from "./files/archive.js";
 import { FetchService } from "./files/fetch.js";
 import { FileService } from "./files/file-service.js";
 import { WorkspaceRoot } from "./files/workspace-root.js";
+import { ReplayGuard } from "./replay-guard.js";
 import { envRoutes } from "./routes/env.js";
 import { execRoutes } from "./routes/execs.js";
 import { fileRoutes } from "./routes/files.js";
@@ -22,8 +23,8 @@ export interface Runnerd {
   app: Hono;
   execs: ExecManager;
   status(): RunnerdStatus;
-  /** Writes every finished exec (with its output) for the next runnerd of this session. */
-  persistExecs(): Promise<void>;
+  /** Writes every finished exec (with its output) and the requests acted on, for the next runnerd of this session. */
+  persist(): Promise<void>;
 }
 
 export interface RunnerdDeps {
@@ -35,18 +36,21 @@ export interface RunnerdDeps {
   ownEnv: NodeJS.ProcessEnv;
 }
 
+/** Signed request ids kept at once (a few MiB at most); past it new mutating requests wait. */
+const MAX_LIVE_REQUEST_IDS = 20_000;
+
 /** Wires runnerd's services and HTTP routes; the caller owns the listening socket. */
 export async function createRunnerd(deps: RunnerdDeps): Promise<Runnerd> {
   const { config, clock, log } = deps;
   const root = await WorkspaceRoot.open(config.root);
   // What an earlier runnerd of this session kept: env, finished execs (stop/resume, restart).
   const state = await StateStore.open(config.stateDir, log);
-  const persist = (what: string, op: (store: StateStore) => Promise<void>) => {
+  const persistSoon = (what: string, op: (store: StateStore) => Promise<void>) => {
     if (!state) return;
     op(state).catch((error: unknown) => log.error({ err: error, what }, "could not persist runnerd state"));
   };
   const envStore = new EnvStore((await state?.loadEnv()) ?? {}, (values) =>
-    persist("env", (store) => store.saveEnv(values)),
+    persistSoon("env", (store) => store.saveEnv(values)),
   );
   const me = userInfo();
   const incarnation = randomBytes(8).toString("hex");
@@ -73,6 +77,8 @@ export async function createRunnerd(deps: RunnerdDeps): Promise<Runnerd> {
   const restored = (await state?.loadExecs()) ?? [];
   execs.restore(restored);
   if (restored.length > 0) log.info({ execs: restored.length }, "restored finished execs from the state directory");
+  // A little past the window: a request signed at the edge of the skew still finds its id here.
+  const replays = new ReplayGuard(REPLAY_WINDOW_MS + 30_000, MAX_LIVE_REQUEST_IDS, clock, await state?.loadRequests());
   const bootedAt = clock.now();
   let lastActivityAt = bootedAt;
   const status = (): RunnerdStatus => ({
@@ -91,6 +97,17 @@ export async function createRunnerd(deps: RunnerdDeps): Promise<Runnerd> {
 
   app.route("/", healthRoutes());
   app.use("/v1/*", bearerAuth(config.tokenSha256));
+  app.use("/v1/*", async (c, next) => {
+    // What the spawner signed and passes on: acted on once, whichever replica it came through.
+    const requestId = c.req.header(REQUEST_ID_HEADER);
+    if (requestId !== undefined) {
+      if (!RequestIdSchema.safeParse(requestId).success) {
+        throw new ApiError("VALIDATION_FAILED", `${REQUEST_ID_HEADER} must be 64 lower-case hex digits`);
+      }
+      if (c.req.method !== "GET" && c.req.method !== "HEAD") replays.accept(requestId);
+    }
+    await next();
+  });
   app.use("/v1/*", async (c, next) => {
     // Status reads are how the spawner polls idleness; they must not count as activity.
     if (!(c.req.method === "GET" && c.req.path === "/v1/status")) lastActivityAt = clock.now();
@@ -114,6 +131,14 @@ export async function createRunnerd(deps: RunnerdDeps): Promise<Runnerd> {
   }
 
   app.route("/v1/status", statusRoutes(status));
+  // Where the spawner records a request it acts on itself (a stop, a lifetime change): the
+  // middleware above does the work.
+  app.post("/v1/requests", (c) => {
+    if (c.req.header(REQUEST_ID_HEADER) === undefined) {
+      throw new ApiError("VALIDATION_FAILED", `POST /v1/requests needs the ${REQUEST_ID_HEADER} header`);
+    }
+    return c.body(null, 204);
+  });
   app.route(
     "/v1/execs",
     execRoutes({
@@ -135,9 +160,9 @@ export async function createRunnerd(deps: RunnerdDeps): Promise<Runnerd> {
     }),
   );
 
-  /** Keeps every finished exec (with its output) for the next runnerd of this session. */
-  const persistExecs = async () => {
+  const persist = async () => {
+    await state?.saveRequests(replays.live());
     await state?.saveExecs(execs.snapshots());
   };
-  return { app, execs, status, persistExecs };
+  return { app, execs, status, persist };
 }

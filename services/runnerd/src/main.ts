@@ -34,7 +34,7 @@ async function main(): Promise<void> {
     server.close();
     // Running execs end `interrupted`; then everything finished is kept for the next start.
     await runnerd.execs.shutdown(config.shutdownGraceMs);
-    await runnerd.persistExecs().catch((error: unknown) => log.error({ err: error }, "could not persist execs"));
+    await runnerd.persist().catch((error: unknown) => log.error({ err: error }, "could not persist runnerd state"));
     server.closeAllConnections();
     log.info("stopped");
     process.exit(0);

@@ -108,6 +108,8 @@ export class Exec {
   private termination: Termination | undefined;
   private spawnError: ExecError | undefined;
   private stdinOpenValue = false;
+  /** Bytes taken for stdin so far, the initial ones included: where the next write starts. */
+  private stdinReceived = 0;
   private escalation: Timer | undefined;
 
   constructor(
@@ -272,8 +274,34 @@ export class Exec {
     return exec;
   }
 
-  /** Writes to a held-open stdin; resolves once the bytes are handed to the pipe. */
-  async writeStdin(data: Buffer | undefined, eof: boolean): Promise<{ written: number; closed: boolean }> {
+  /**
+   * Writes to a held-open stdin; resolves once the bytes are handed to the pipe. With `offset`
+   * (where these bytes start in the stdin stream) a retried write skips what was received already
+   * and a repeated close is a no-op; a write beyond what was received is refused.
+   */
+  async writeStdin(
+    bytes: Buffer | undefined,
+    eof: boolean,
+    offset?: number,
+  ): Promise<{ written: number; closed: boolean; received: number }> {
+    let data = bytes;
+    if (offset !== undefined) {
+      if (offset > this.stdinReceived) {
+        throw new ApiError(
+          "CURSOR_AHEAD",
+          `stdin of exec ${this.execId} has ${this.stdinReceived} bytes, not ${offset}`,
+          {
+            details: { received: this.stdinReceived },
+          },
+        );
+      }
+      const known = this.stdinReceived - offset;
+      data = data?.subarray(Math.min(known, data.length));
+      const noNewBytes = data === undefined || data.length === 0;
+      // All of it received already (and the close too, if it asks for one): a repeat, answered as done.
+      const repeat = noNewBytes && (eof ? !this.stdinOpenValue : known > 0);
+      if (repeat) return { written: 0, closed: !this.stdinOpenValue, received: this.stdinReceived };
+    }
     if (this.mainExit !== undefined || this.exitData !== undefined) {
       throw new ApiError("EXEC_NOT_RUNNING", `exec ${this.execId} has exited`);
     }
@@ -283,6 +311,8 @@ export class Exec {
     }
     let written = 0;
     if (data !== undefined && data.length > 0) {
+      // Counted when taken, so writes that follow each other are placed in order.
+      this.stdinReceived += data.length;
       await new Promise<void>((resolve, reject) => {
         stdin.write(data, (error) => (error ? reject(error) : resolve()));
       }).catch((error: unknown) => {
@@ -293,7 +323,7 @@ export class Exec {
       written = data.length;
     }
     if (eof) this.closeStdin();
-    return { written, closed: !this.stdinOpenValue };
+    return { written, closed: !this.stdinOpenValue, received: this.stdinReceived };
   }
 
   info(): ExecInfo {
@@ -348,7 +378,10 @@ export class Exec {
       if (!isErrno(error, "EPIPE")) this.deps.log.warn({ execId: this.execId, err: error }, "exec stdin error");
     });
     this.stdinOpenValue = true;
-    if (spec.initial !== undefined && spec.initial.length > 0) stdin.write(spec.initial);
+    if (spec.initial !== undefined && spec.initial.length > 0) {
+      this.stdinReceived = spec.initial.length;
+      stdin.write(spec.initial);
+    }
     if (!spec.hold) this.closeStdin();
   }
 

@@ -145,7 +145,7 @@ export function execRoutes(deps: ExecRoutesDeps): Hono {
         : request.data !== undefined
           ? Buffer.from(request.data, "base64")
           : undefined;
-    return c.json(await exec.writeStdin(data, request.eof === true));
+    return c.json(await exec.writeStdin(data, request.eof === true, request.offset));
   });
 
   app.delete("/:execId", (c) => {

@@ -42,10 +42,12 @@ const ExecSnapshotSchema = z.object({
   final: FrameSchema.nullable(),
 });
 const EnvFileSchema = z.object({ values: z.record(z.string(), z.string()) });
+const RequestsFileSchema = z.object({ live: z.array(z.tuple([z.string().regex(/^[0-9a-f]{64}$/), z.number()])) });
 
 /**
  * What runnerd keeps on the workspace volume so that a stop and resume (or
- * a restart) loses nothing: the session env and every retained
+ * a restart) loses nothing: the session env, the signed requests acted on
+ * within the replay window, and every retained
  * exec record with its replay buffer. Files are written whole to a temporary
  * name and renamed, so a reader sees the old state or the new, never half;
  * the directory is the session user's alone (0700, files 0600).
@@ -78,6 +80,15 @@ export class StateStore {
 
   async saveEnv(values: Record<string, string>): Promise<void> {
     await this.writeWhole("env.json", JSON.stringify({ values }));
+  }
+
+  /** Signed requests acted on, with when each lapses (see ReplayGuard). */
+  async loadRequests(): Promise<Array<[string, number]>> {
+    return (await this.readJson("requests.json", RequestsFileSchema))?.live ?? [];
+  }
+
+  async saveRequests(live: Array<[string, number]>): Promise<void> {
+    await this.writeWhole("requests.json", JSON.stringify({ live }));
   }
 
   /** Finished execs, oldest first; one JSON line each, so the file streams out and back in. */

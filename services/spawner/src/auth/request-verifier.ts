@@ -4,6 +4,7 @@ import {
   canonicalString,
   MAX_CLOCK_SKEW_MS,
   MIN_NONCE_LENGTH,
+  requestIdOf,
   SIGNATURE_HEADERS,
   signCanonical,
   UNSIGNED_PAYLOAD,
@@ -18,6 +19,10 @@ export interface SignedRequest {
 
 export interface VerifiedRequest {
   keyId: string;
+  /** The same on every replica for this signature (`requestIdOf`): what makes a replay act once. */
+  requestId: string;
+  /** When the caller signed it (epoch ms), within the allowed skew of this server's clock. */
+  signedAt: number;
   /** The body hash the signature covers; UNSIGNED_PAYLOAD only where allowed. */
   contentSha256: string;
 }
@@ -104,7 +109,7 @@ export class RequestVerifier {
     if (!this.nonces.remember(nonce, this.now())) {
       throw new ApiError("NONCE_REPLAYED", "this nonce was already used; sign every request with a fresh one");
     }
-    return { keyId, contentSha256 };
+    return { keyId, contentSha256, requestId: requestIdOf(keyId, nonce), signedAt: Number(timestamp) };
   }
 }
 

@@ -11,6 +11,8 @@ export type SpawnerEnv = {
     body: Buffer | undefined;
     /** On streaming uploads: the hash the signature covers, checked while the body streams. */
     expectedSha256: string | undefined;
+    /** The signed request's id and signing time; undefined only in the unauthenticated development mode. */
+    signed: { requestId: string; signedAt: number } | undefined;
   };
 };
 
@@ -33,6 +35,7 @@ export function signatureAuth(verifier: RequestVerifier | undefined, log: Logger
       log.warn({ method: c.req.method, path: c.req.path }, "UNAUTHENTICATED request (SPAWNER_DEV_INSECURE)");
       c.set("body", streaming ? undefined : Buffer.from(await c.req.arrayBuffer()));
       c.set("expectedSha256", undefined);
+      c.set("signed", undefined);
       await next();
       return;
     }
@@ -45,6 +48,7 @@ export function signatureAuth(verifier: RequestVerifier | undefined, log: Logger
       },
       { allowUnsignedPayload: streaming },
     );
+    c.set("signed", { requestId: verified.requestId, signedAt: verified.signedAt });
     if (streaming) {
       c.set("body", undefined);
       c.set("expectedSha256", verified.contentSha256);

@@ -87,8 +87,12 @@ export interface OwnedObject {
   sessionId: string | undefined;
 }
 
-/** Told when a session's object changed; `session` is undefined when it is gone. */
-export type SessionListener = (id: string, session: BackendSession | undefined) => void;
+/**
+ * Told when a session's object changed; `session` is undefined when it is gone. `observedAt`
+ * (`performance.now()`) is when the platform was read for this report: reports arrive late, and
+ * one read before a fresher account of the session must not overwrite it.
+ */
+export type SessionListener = (id: string, session: BackendSession | undefined, observedAt: number) => void;
 
 /**
  * One interface, one implementation per platform. The objects' labels and

@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import http, { type IncomingMessage, type ServerResponse } from "node:http";
-import { ApiError, UNSIGNED_PAYLOAD } from "@sbx/protocol";
+import { ApiError, REQUEST_ID_HEADER, UNSIGNED_PAYLOAD } from "@sbx/protocol";
 import type { Endpoint } from "../backends/backend.js";
 
 /** Request headers passed on to runnerd; everything else (auth, signatures, hop-by-hop) stays here. */
@@ -15,6 +15,8 @@ export interface ProxyRequest {
   outgoing: ServerResponse;
   endpoint: Endpoint;
   token: string;
+  /** The signed request's id: runnerd acts on a mutating request with it once, whichever replica passed it on. */
+  requestId: string | undefined;
   /** Path and query on runnerd, e.g. `/v1/execs?wait=true`. */
   path: string;
   /** The body when it was already read (and its hash checked); otherwise it is streamed from `incoming`. */
@@ -67,6 +69,9 @@ export class RunnerdProxy {
     for (const name of FORWARDED_REQUEST_HEADERS) {
       const value = incoming.headers[name];
       if (value !== undefined) headers[name] = value;
+    }
+    if (request.requestId !== undefined && incoming.method !== "GET" && incoming.method !== "HEAD") {
+      headers[REQUEST_ID_HEADER] = request.requestId;
     }
     if (request.body !== undefined) headers["content-length"] = String(request.body.length);
     else if (request.expectedSha256 !== undefined && request.expectedSha256 !== UNSIGNED_PAYLOAD) {

@@ -239,6 +239,7 @@ export function sessionProxyRoutes(
       endpoint: target.endpoint,
       token: target.token,
       path: upstreamPath,
+      requestId: c.get("signed")?.requestId,
       body: c.get("body"),
       expectedSha256: c.get("expectedSha256"),
       onBytes: (direction, bytes) => metrics.proxiedBytes.inc({ direction }, bytes),

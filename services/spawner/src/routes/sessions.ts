@@ -36,7 +36,7 @@ export function sessionRoutes(sessions: SessionService): OpenAPIHono<SpawnerEnv>
     },
     async (c) => {
       const request = await jsonBody(c, CreateSessionRequestSchema, "session request");
-      const { session, created } = await sessions.create(request);
+      const { session, created } = await sessions.create(request, c.get("signed"));
       return c.json({ session }, created ? 201 : 200);
     },
   );
@@ -84,7 +84,7 @@ export function sessionRoutes(sessions: SessionService): OpenAPIHono<SpawnerEnv>
     async (c) => {
       const id = param(c, "id", SessionIdSchema);
       const request = await jsonBody(c, PatchSessionRequestSchema, "session patch");
-      return c.json({ session: await sessions.patch(id, request) });
+      return c.json({ session: await sessions.patch(id, request, c.get("signed")) });
     },
   );
 
@@ -118,7 +118,8 @@ export function sessionRoutes(sessions: SessionService): OpenAPIHono<SpawnerEnv>
       },
       async (c) => {
         const id = param(c, "id", SessionIdSchema);
-        return c.json({ session: await (action === "stop" ? sessions.stop(id) : sessions.resume(id)) });
+        const signed = c.get("signed");
+        return c.json({ session: await (action === "stop" ? sessions.stop(id, signed) : sessions.resume(id)) });
       },
     );
   }

@@ -3,10 +3,11 @@ import {
   type EnvPatchRequest,
   EnvPatchResponseSchema,
   ErrorEnvelopeSchema,
+  REQUEST_ID_HEADER,
   type RunnerdStatus,
   RunnerdStatusSchema,
 } from "@sbx/protocol";
-import type { z } from "zod";
+import { z } from "zod";
 import type { Endpoint } from "../backends/backend.js";
 
 /** Control calls from the spawner to one session's runnerd (status, env), with timeouts. */
@@ -19,6 +20,13 @@ export class RunnerdClient {
   /** `until`: ends the call early (the session was lost meanwhile). */
   status(timeoutMs: number, until?: AbortSignal): Promise<RunnerdStatus> {
     return this.call("GET", "/v1/status", undefined, RunnerdStatusSchema, timeoutMs, until);
+  }
+
+  /** Has runnerd remember a signed request the spawner acts on; NONCE_REPLAYED when it already did. */
+  async recordRequest(requestId: string, timeoutMs: number): Promise<void> {
+    await this.call("POST", "/v1/requests", undefined, z.undefined(), timeoutMs, undefined, {
+      [REQUEST_ID_HEADER]: requestId,
+    });
   }
 
   patchEnv(patch: EnvPatchRequest, timeoutMs: number): Promise<z.infer<typeof EnvPatchResponseSchema>> {
@@ -59,6 +67,7 @@ export class RunnerdClient {
     schema: S,
     timeoutMs: number,
     until?: AbortSignal,
+    extraHeaders: Record<string, string> = {},
   ): Promise<z.output<S>> {
     const what = `${method} ${path}`;
     // One deadline for the whole call, the answer's body included: a runnerd that answers its
@@ -69,7 +78,7 @@ export class RunnerdClient {
     try {
       response = await fetch(`http://${this.endpoint.host}:${this.endpoint.port}${path}`, {
         method,
-        headers: { authorization: `Bearer ${this.token}`, "content-type": "application/json" },
+        headers: { authorization: `Bearer ${this.token}`, "content-type": "application/json", ...extraHeaders },
         ...(body === undefined ? {} : { body: JSON.stringify(body) }),
         signal,
       });
@@ -81,6 +90,9 @@ export class RunnerdClient {
     const text = await boundedText(response, MAX_CONTROL_REPLY_BYTES, what);
     if (!response.ok) {
       const envelope = ErrorEnvelopeSchema.safeParse(parseJson(text));
+      if (envelope.success && envelope.data.error.code === "NONCE_REPLAYED") {
+        throw new ApiError("NONCE_REPLAYED", "this signed request was already acted on; sign every request anew");
+      }
       throw new ApiError(
         "RUNNERD_UNREACHABLE",
         `runnerd answered ${what} with ${response.status}${envelope.success ? `: ${envelope.data.error.message.slice(0, 500)}` : ""}`,

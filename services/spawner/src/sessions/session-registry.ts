@@ -32,6 +32,11 @@ export class SessionRegistry {
   /** Sessions this replica deleted, by id, with when: a late report must not bring them back. */
   private readonly deleted = new Map<string, number>();
   private readonly lossListeners = new Set<LossListener>();
+  /**
+   * When (performance.now()) the freshest account of each session was read: a report read
+   * before it is stale (a lookup that began before a resume, landing after it) and is ignored.
+   */
+  private readonly freshAt = new Map<string, number>();
   /** Aborted when the session is lost: what a call waiting on its runnerd listens to. */
   private readonly lossSignals = new Map<string, AbortController>();
 
@@ -62,7 +67,7 @@ export class SessionRegistry {
 
   /** Follows the backend's change feed until the returned function is called. */
   follow(): () => void {
-    return this.backend.watch((id, session) => this.apply(id, session));
+    return this.backend.watch((id, session, observedAt) => this.apply(id, session, { observedAt }));
   }
 
   cached(id: string): KnownSession | undefined {
@@ -84,24 +89,30 @@ export class SessionRegistry {
 
   /** Asks the backend again and updates the cache. */
   async refresh(id: string): Promise<KnownSession | undefined> {
-    this.apply(id, await this.backend.find(id), { authoritative: true });
+    const observedAt = performance.now();
+    this.apply(id, await this.backend.find(id), { authoritative: true, observedAt });
     return this.known.get(id);
   }
 
   /** Lists the backend and replaces the cache: how sessions of other replicas (or an earlier run) are adopted. */
   async adopt(): Promise<number> {
+    const observedAt = performance.now();
     const found = await this.backend.list();
     const seen = new Set<string>();
     for (const session of found) {
-      if (this.apply(session.id, session, { authoritative: true })) seen.add(session.id);
+      this.apply(session.id, session, { authoritative: true, observedAt });
+      if (this.known.has(session.id)) seen.add(session.id);
     }
-    for (const id of this.known.keys()) if (!seen.has(id)) this.apply(id, undefined, { authoritative: true });
+    for (const id of this.known.keys()) {
+      if (!seen.has(id)) this.apply(id, undefined, { authoritative: true, observedAt });
+    }
     return seen.size;
   }
 
   /** A session this replica made (or adopted while creating). */
   remember(record: SessionRecord, session: BackendSession): KnownSession {
     this.deleted.delete(record.id);
+    this.freshAt.set(record.id, performance.now());
     const known = this.toKnown(record, session, undefined);
     this.known.set(record.id, known);
     return known;
@@ -110,21 +121,24 @@ export class SessionRegistry {
   /** A session this replica deleted. */
   forget(id: string): void {
     this.deleted.set(id, this.clock.now());
-    this.apply(id, undefined, { authoritative: true, deleted: true });
+    this.apply(id, undefined, { authoritative: true, deleted: true, observedAt: performance.now() });
   }
 
   /**
-   * Takes one report of a session. A report from the change feed may be
-   * stale by the time it lands; one about a session this replica just deleted
-   * is ignored unless it is a newer session of the same id.
+   * Takes one report of a session. A report may be stale by the time it lands: one read before
+   * the freshest account this replica has is ignored, and one about a session this replica just
+   * deleted is ignored unless it is a newer session of the same id.
    * Returns whether the session is now known.
    */
   apply(
     id: string,
     session: BackendSession | undefined,
-    options: { authoritative?: boolean; deleted?: boolean } = {},
+    options: { authoritative?: boolean; deleted?: boolean; observedAt?: number } = {},
   ): boolean {
     const before = this.known.get(id);
+    const observedAt = options.observedAt ?? performance.now();
+    if (observedAt < (this.freshAt.get(id) ?? Number.NEGATIVE_INFINITY)) return before !== undefined;
+    this.freshAt.set(id, observedAt);
     if (!session) {
       // A failed session whose objects someone else removed stays readable for its retention,
       // rather than turning into a 404 that explains nothing.
@@ -132,6 +146,8 @@ export class SessionRegistry {
       this.known.delete(id);
       if (before && isReachable(before.state)) this.lost(id, "gone");
       this.lossSignals.delete(id);
+      // Kept while the tombstone lives (a late report must still be ordered); then forgotten.
+      if (!this.deleted.has(id)) this.freshAt.delete(id);
       return false;
     }
     const record = recordFromMeta(session.meta);

@@ -31,6 +31,12 @@ const BACKEND_CHECK_INTERVAL_MS = 100;
 /** Runnerd status reads in flight at once for one list or sweep. */
 const STATUS_CONCURRENCY = 16;
 
+/** What the spawner knows of the signed request it serves. */
+export interface SignedRequest {
+  requestId: string;
+  signedAt: number;
+}
+
 export interface ProxyTarget {
   record: SessionRecord;
   endpoint: Endpoint;
@@ -84,9 +90,9 @@ export class SessionService {
     return this.creating.has(id);
   }
 
-  async create(request: ParsedCreateRequest): Promise<CreateResult> {
+  async create(request: ParsedCreateRequest, signed?: SignedRequest): Promise<CreateResult> {
     const started = performance.now();
-    const spec = resolveSpec(request, this.config, this.clock.now());
+    const spec = resolveSpec(request, this.config, this.clock.now(), signed?.requestId);
     const id = spec.record.id;
     // One create per id at a time in this replica; the backend's unique names cover other replicas.
     const inFlight = this.creating.get(id);
@@ -159,10 +165,16 @@ export class SessionService {
    * lease is written into the session's own platform objects: nothing inside the session can
    * change it, and every replica reads it from there.
    */
-  async patch(id: string, request: z.output<typeof PatchSessionRequestSchema>): Promise<Session> {
+  async patch(
+    id: string,
+    request: z.output<typeof PatchSessionRequestSchema>,
+    signed?: SignedRequest,
+  ): Promise<Session> {
     const known = await this.registry.lookup(id);
     if (known.state.phase === "failed" || known.state.phase === "terminating") this.usable(known);
-    const now = this.clock.now();
+    // `ttlMs` counts from when the request was signed: the very same request resent later sets
+    // the very same lease, never a longer one.
+    const now = signed?.signedAt ?? this.clock.now();
     const expiresAt = request.ttlMs !== undefined ? now + request.ttlMs : (request.expiresAt ?? known.record.expiresAt);
     const idleTimeoutMs = request.idleTimeoutMs ?? known.record.idleTimeoutMs;
     checkLifetime(expiresAt - now, request.idleTimeoutMs, this.config);
@@ -177,6 +189,7 @@ export class SessionService {
         details: { issues: [{ path: "expiresAt", message: "must be in the future" }] },
       });
     }
+    await this.actOnce(known, signed);
     await backendCall(id, "other", () => this.backend.setLease(id, { expiresAt, idleTimeoutMs }));
     this.log.info({ sessionId: id, expiresAt, idleTimeoutMs }, "session lifetime changed");
     const changed = (await this.registry.refresh(id)) ?? known;
@@ -215,10 +228,10 @@ export class SessionService {
    * Stops a session, keeping its workspace, env and exec records; running execs end
    * `interrupted`. Idempotent; concurrent calls share one stop.
    */
-  stop(id: string): Promise<Session> {
+  stop(id: string, signed?: SignedRequest): Promise<Session> {
     const inFlight = this.stopping.get(id);
     if (inFlight) return inFlight;
-    const attempt = this.stopOnce(id).finally(() => this.stopping.delete(id));
+    const attempt = this.stopOnce(id, signed).finally(() => this.stopping.delete(id));
     this.stopping.set(id, attempt);
     return attempt;
   }
@@ -232,7 +245,7 @@ export class SessionService {
     return attempt;
   }
 
-  private async stopOnce(id: string): Promise<Session> {
+  private async stopOnce(id: string, signed?: SignedRequest): Promise<Session> {
     let known = await this.registry.lookup(id);
     if (known.state.phase === "stopped") return this.view(known, undefined);
     if (known.state.phase === "running" && !this.canStop(known.record)) {
@@ -242,6 +255,7 @@ export class SessionService {
       );
     }
     this.usable(known);
+    await this.actOnce(known, signed);
     await backendCall(id, "other", () => this.backend.stop(id));
     known = (await this.registry.refresh(id)) ?? known;
     this.log.info({ sessionId: id }, "session stopped");
@@ -271,6 +285,17 @@ export class SessionService {
     } finally {
       deadline.dispose();
     }
+  }
+
+  /**
+   * Records a signed request the spawner acts on itself (a stop, a lifetime change) with the
+   * session's runnerd, where every replica's requests for the session meet: the same signature
+   * resent to another replica is refused there (NONCE_REPLAYED). A session that is not running
+   * has no runnerd to ask; what these requests do to it is the same however often (docs/api.md).
+   */
+  private async actOnce(known: KnownSession, signed: SignedRequest | undefined): Promise<void> {
+    if (signed === undefined || known.state.phase !== "running" || !known.endpoint) return;
+    await this.client(known.endpoint, known.record.runnerdKey).recordRequest(signed.requestId, CONTROL_TIMEOUT_MS);
   }
 
   /** Whether a session can be stopped: its workspace outlives its container or Pod. */

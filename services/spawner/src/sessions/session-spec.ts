@@ -19,7 +19,17 @@ export interface ResolvedSpec {
  * create from a conflicting one. The digest is keyed (HMAC), so a label
  * never lets anyone test guesses of the session's env values.
  */
-export function resolveSpec(request: ParsedCreateRequest, config: Config, now: number): ResolvedSpec {
+/**
+ * `requestId`: the signed request's id (see `requestIdOf`); a create without an id gets one
+ * derived from it, so the very same request resent (to any replica) names the same session and
+ * is answered as a repeat instead of making a second one.
+ */
+export function resolveSpec(
+  request: ParsedCreateRequest,
+  config: Config,
+  now: number,
+  requestId?: string,
+): ResolvedSpec {
   const profileName = request.profile ?? "default";
   const profile = config.profiles.get(profileName);
   if (!profile) {
@@ -58,7 +68,7 @@ export function resolveSpec(request: ParsedCreateRequest, config: Config, now: n
   const idleTimeoutMs = request.idleTimeoutMs ?? config.lifetime.defaultIdleTimeoutMs;
   checkLifetime(ttlMs, idleTimeoutMs, config);
   const labels = request.labels ?? {};
-  const id = request.id ?? generateId();
+  const id = request.id ?? (requestId === undefined ? generateId() : idOfRequest(requestId));
   const specDigest = digest(config.runnerdSecret, {
     org: request.org,
     owner: request.owner ?? null,
@@ -114,6 +124,13 @@ function invalid(issues: Array<{ path: string; message: string }>, summary: stri
 const randomSuffix = customAlphabet("0123456789abcdefghijklmnopqrstuvwxyz", 12);
 function generateId(): string {
   return `s-${randomSuffix()}`;
+}
+
+/** `s-` and 13 characters taken from the request's id (64 bits): every replica derives the same. */
+function idOfRequest(requestId: string): string {
+  return `s-${BigInt(`0x${requestId.slice(0, 16)}`)
+    .toString(36)
+    .padStart(13, "0")}`;
 }
 
 function sorted(map: Record<string, string>): Array<[string, string]> {

@@ -525,13 +525,15 @@ export class DockerBackend implements SessionBackend {
     const previous = this.reporting.get(id) ?? Promise.resolve();
     const next = previous.then(async () => {
       try {
+        let observedAt = performance.now();
         let session = await this.find(id);
         // The engine announces a death before its listing shows it: look again until it does.
         for (let attempt = 0; ending && session && isAlive(session) && attempt < 30; attempt++) {
           await delay(100);
+          observedAt = performance.now();
           session = await this.find(id);
         }
-        listener(id, session);
+        listener(id, session, observedAt);
       } catch (error) {
         this.log.warn({ sessionId: id, err: error }, "could not look up a session after a Docker event");
       }

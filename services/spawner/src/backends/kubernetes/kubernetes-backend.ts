@@ -531,18 +531,23 @@ export class KubernetesBackend implements SessionBackend {
       () => this.core.listNamespacedPod({ namespace: this.options.namespace, labelSelector: this.selector() }),
       this.selector(),
     );
+    /** Reports the session as a fresh lookup finds it (stamped with when the lookup began). */
+    const lookUp = (id: string, what: string) => {
+      const observedAt = performance.now();
+      this.find(id).then(
+        (session) => listener(id, session, observedAt),
+        (error: unknown) => this.log.warn({ sessionId: id, err: error }, `could not look up ${what}`),
+      );
+    };
     const report = (pod: V1Pod) => {
       const id = pod.metadata?.labels?.[LABELS.sessionId];
       // Unclaimed pool members are not sessions; the pool keeps track of them itself.
       if (id === undefined || pod.metadata?.labels?.[LABELS.pool] !== undefined) return;
       // A Pod going away may be a stop, which only its claim tells.
       if (pod.metadata?.deletionTimestamp && pod.metadata.annotations?.[DELETING_ANNOTATION] !== undefined) {
-        this.find(id).then(
-          (session) => listener(id, session),
-          (error: unknown) => this.log.warn({ sessionId: id, err: error }, "could not look up a going Pod's session"),
-        );
+        lookUp(id, "a going Pod's session");
       } else {
-        listener(id, this.fromPod(pod));
+        listener(id, this.fromPod(pod), performance.now());
       }
     };
     informer.on("add", report);
@@ -552,15 +557,14 @@ export class KubernetesBackend implements SessionBackend {
       if (id === undefined || pod.metadata?.labels?.[LABELS.pool] !== undefined) return;
       if (pod.metadata?.annotations?.[DELETING_ANNOTATION] !== undefined) {
         // Ours: deleted, or stopped (then the claim says so).
-        this.find(id).then(
-          (session) => listener(id, session),
-          (error: unknown) => this.log.warn({ sessionId: id, err: error }, "could not look up a deleted Pod's session"),
-        );
+        lookUp(id, "a deleted Pod's session");
         return;
       }
       // Deleted by someone else: say so, rather than let the session just vanish.
       const session = this.fromPod(pod);
-      if (session) listener(id, { ...session, state: { phase: "failed", reason: removedReason(Date.now()) } });
+      if (session) {
+        listener(id, { ...session, state: { phase: "failed", reason: removedReason(Date.now()) } }, performance.now());
+      }
     });
     let stopped = false;
     informer.on("error", (error) => {

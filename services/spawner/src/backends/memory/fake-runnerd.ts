@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { Socket } from "node:net";
-import { encodeSseEvent, SSE_HEARTBEAT, sha256Hex } from "@sbx/protocol";
+import { encodeSseEvent, REQUEST_ID_HEADER, SSE_HEARTBEAT, sha256Hex } from "@sbx/protocol";
 
 /**
  * A stand-in for runnerd, for unit tests of the spawner: a real HTTP server
@@ -24,6 +24,8 @@ export class FakeRunnerd {
   private liveExecs = new Set<string>();
   /** When frozen, the server accepts and reads but never answers: a container that died without a RST. */
   private frozen = false;
+  /** Signed request ids acted on. */
+  private readonly requests = new Set<string>();
   /** Answers that replace the usual ones, by route (`GET /v1/status`): a runnerd the session has subverted. */
   private readonly answers = new Map<string, RouteAnswer>();
 
@@ -103,6 +105,18 @@ export class FakeRunnerd {
     const route = `${req.method} ${url.pathname}`;
     const answer = this.answers.get(route);
     if (answer) return answer(res);
+    // As runnerd: a signed request passed on is acted on once.
+    const requestId = req.headers[REQUEST_ID_HEADER];
+    if (typeof requestId === "string" && req.method !== "GET") {
+      if (this.requests.has(requestId)) {
+        return json(res, 401, { error: { code: "NONCE_REPLAYED", message: "already acted on" } });
+      }
+      this.requests.add(requestId);
+    }
+    if (route === "POST /v1/requests") {
+      res.writeHead(204).end();
+      return;
+    }
     if (route === "GET /v1/status") {
       return json(res, 200, {
         version: "fake",

@@ -311,7 +311,7 @@ export class MemoryBackend implements SessionBackend {
 
   private emit(id: string): void {
     const session = this.entries.get(id)?.session;
-    for (const listener of this.listeners) listener(id, session);
+    for (const listener of this.listeners) listener(id, session, performance.now());
   }
 }
 
