@@ -2,10 +2,12 @@ import { afterAll } from "vitest";
 import { docker } from "../support/docker.js";
 import {
   kubeBackendOf,
+  kubectl,
   kubeLeftovers,
   kubernetesUnavailable,
   loadImages,
   removeKubeDeployment,
+  SESSIONS_NAMESPACE,
   startKubeSpawner,
 } from "../support/kubernetes.js";
 import { runWarmPoolSuite } from "../support/warm-pool-suite.js";
@@ -30,6 +32,11 @@ runWarmPoolSuite({
     await docker("tag", "sbx-runtime:latest", OTHER_IMAGE);
     await loadImages(OTHER_IMAGE);
     return OTHER_IMAGE;
+  },
+  async findSession(deployment, id) {
+    const selector = `sbx.dev/deployment=${deployment},sbx.dev/session-id=${id}`;
+    const names = await kubectl("get", "pods", "-n", SESSIONS_NAMESPACE, "-l", selector, "-o", "name");
+    return names.split("\n").filter((name) => name !== "");
   },
   async leftovers(deployment) {
     const left = await kubeLeftovers(deployment);

@@ -32,6 +32,10 @@ runWarmPoolSuite({
       await docker("rm", "-f", name);
     }
   },
+  async findSession(deployment, id) {
+    const names = await docker("ps", "-a", "--filter", `name=^/sbx-${deployment}-${id}$`, "--format", "{{.Names}}");
+    return names.split("\n").filter((name) => name !== "");
+  },
   async leftovers(deployment) {
     const left = await leftovers(deployment);
     return [...left.containers, ...left.volumes];

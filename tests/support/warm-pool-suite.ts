@@ -15,6 +15,8 @@ export interface WarmPoolOptions {
   otherImage(): Promise<string>;
   /** Makes the image `image` names anew (a rebuilt tag), where the platform tells image ids apart. */
   rebuild?(image: string): Promise<void>;
+  /** The running container or Pod an operator finds for a session id, the way docs/api.md says to look. */
+  findSession(deployment: string, id: string): Promise<string[]>;
   /** Names of every object the deployment still owns. */
   leftovers(deployment: string): Promise<string[]>;
   cleanup(deployment: string): Promise<void>;
@@ -113,6 +115,7 @@ export function runWarmPoolSuite(options: WarmPoolOptions): void {
         expect(session.idleTimeoutMs).toBe(600_000);
         expect(Math.abs(session.expiresAt - (Date.now() + 3_600_000))).toBeLessThan(60_000);
         expect(await metric(spawner, "sbx_pool_claims_total")).toBe(1);
+        expect(await options.findSession(spawner.deployment, "warm-1")).toHaveLength(1);
         // One of the members it had became the session; the others are still members.
         const after = (await options.members(spawner.deployment)).map((m) => m.memberId);
         expect(before.filter((m) => !after.includes(m))).toHaveLength(1);

@@ -452,6 +452,30 @@ describe("what a session's runnerd says (session-controlled input)", () => {
     }
   });
 
+  it("passes on only the headers runnerd's routes answer with, never a cookie, a redirect or a CORS grant", async () => {
+    const s = await spawner();
+    await s.json("POST", "/v1/sessions", { id: "headers", org: "acme" });
+    s.backend.runnerd("headers").answer("GET /v1/env", (res) => {
+      res.writeHead(200, {
+        "content-type": "application/json",
+        "set-cookie": "session=stolen; Path=/",
+        location: "https://evil.example/",
+        "access-control-allow-origin": "*",
+        "www-authenticate": 'Bearer realm="runnerd"',
+        "x-exec-id": "e1",
+      });
+      res.end(JSON.stringify({ names: [] }));
+    });
+    const response = await s.request("GET", "/v1/sessions/headers/env");
+    expect(response.status).toBe(200);
+    expect(await response.json()).toEqual({ names: [] });
+    expect(response.headers.get("content-type")).toBe("application/json");
+    expect(response.headers.get("x-exec-id")).toBe("e1");
+    for (const name of ["set-cookie", "location", "access-control-allow-origin", "www-authenticate"]) {
+      expect(response.headers.get(name), name).toBeNull();
+    }
+  });
+
   it("gives up on a runnerd that sends headers and never the rest, within the control call's deadline", async () => {
     const s = await spawner({}, { runnerdAnswers: { "PATCH /v1/env": (res) => res.writeHead(200).flushHeaders() } });
     const started = Date.now();

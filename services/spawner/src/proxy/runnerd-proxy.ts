@@ -5,8 +5,20 @@ import type { Endpoint } from "../backends/backend.js";
 
 /** Request headers passed on to runnerd; everything else (auth, signatures, hop-by-hop) stays here. */
 const FORWARDED_REQUEST_HEADERS = ["content-type", "content-length", "last-event-id", "accept"] as const;
-/** Response headers never passed back (connection management is per hop). */
-const HOP_BY_HOP = new Set(["connection", "keep-alive", "transfer-encoding", "proxy-connection", "upgrade", "te"]);
+/**
+ * Response headers passed back to the caller: the ones runnerd's routes answer with. runnerd runs
+ * as the session's uid, so anything else it might send (cookies, redirects, CORS grants, its own
+ * auth realm) is the session's word and stays here; connection management is per hop anyway.
+ */
+const FORWARDED_RESPONSE_HEADERS: ReadonlySet<string> = new Set([
+  "content-type",
+  "content-length",
+  "last-modified",
+  "cache-control",
+  "x-accel-buffering",
+  "x-exec-id",
+  "retry-after",
+]);
 
 export interface ProxyRequest {
   /** The session the call is for: its streams are ended at once when it is lost (`cut`). */
@@ -111,7 +123,7 @@ export class RunnerdProxy {
         (response) => {
           const passed: http.OutgoingHttpHeaders = {};
           for (const [name, value] of Object.entries(response.headers)) {
-            if (value !== undefined && !HOP_BY_HOP.has(name)) passed[name] = value;
+            if (value !== undefined && FORWARDED_RESPONSE_HEADERS.has(name)) passed[name] = value;
           }
           outgoing.writeHead(response.statusCode ?? 502, passed);
           // Event streams must reach the client as they happen; a sized body goes out with its head.
