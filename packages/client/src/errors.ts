@@ -169,6 +169,7 @@ const BY_CODE: Record<ErrorCode, Plain> = {
   INTERNAL: SandboxError,
   FETCH_FAILED: UpstreamError,
   RUNNERD_UNREACHABLE: RunnerdUnreachableError,
+  RUNNERD_BAD_REPLY: UpstreamError,
   IMAGE_UNAVAILABLE: UpstreamError,
   SESSION_START_FAILED: SessionStartFailedError,
   BACKEND_UNAVAILABLE: BackendUnavailableError,
