@@ -128,8 +128,6 @@ const BY_CODE: Record<ErrorCode, Plain> = {
   INVALID_JSON: ValidationError,
   INVALID_PATH: ValidationError,
   INVALID_CWD: ValidationError,
-  UNSUPPORTED_MEDIA_TYPE: ValidationError,
-  METHOD_NOT_ALLOWED: ValidationError,
   UNAUTHORIZED: UnauthorizedError,
   SIGNATURE_MISSING: UnauthorizedError,
   SIGNATURE_INVALID: UnauthorizedError,

@@ -28,7 +28,6 @@ export const ERROR_STATUS = {
   PROFILE_NOT_FOUND: 404,
   EXEC_NOT_FOUND: 404,
   FILE_NOT_FOUND: 404,
-  METHOD_NOT_ALLOWED: 405,
   /** The request's headers did not arrive within the server's header timeout. */
   REQUEST_TIMEOUT: 408,
   SESSION_CONFLICT: 409,
@@ -53,7 +52,6 @@ export const ERROR_STATUS = {
   SESSION_TERMINATING: 410,
   PAYLOAD_TOO_LARGE: 413,
   FILE_TOO_LARGE: 413,
-  UNSUPPORTED_MEDIA_TYPE: 415,
   /** The request's headers exceed the server's limit. */
   HEADERS_TOO_LARGE: 431,
   CHECKSUM_MISMATCH: 422,
