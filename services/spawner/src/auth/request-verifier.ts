@@ -68,13 +68,15 @@ export class RequestVerifier {
     if (!/^\d{1,16}$/.test(timestamp)) {
       throw new ApiError("SIGNATURE_INVALID", `${SIGNATURE_HEADERS.timestamp} must be epoch milliseconds`);
     }
-    const skew = Number(timestamp) - this.now();
+    // One reading of the clock, so that serverTime + skewMs is the timestamp the request carried.
+    const serverTime = this.now();
+    const skew = Number(timestamp) - serverTime;
     if (Math.abs(skew) > MAX_CLOCK_SKEW_MS) {
       throw new ApiError(
         "TIMESTAMP_SKEW",
         `timestamp is ${Math.round(skew / 1000)} s off the server clock (limit ±60 s)`,
         {
-          details: { skewMs: skew, serverTime: this.now() },
+          details: { skewMs: skew, serverTime },
         },
       );
     }
