@@ -46,12 +46,13 @@ export class RequestVerifier {
     const nonce = request.header(SIGNATURE_HEADERS.nonce);
     const contentSha256 = request.header(SIGNATURE_HEADERS.contentSha256);
     const signature = request.header(SIGNATURE_HEADERS.signature);
-    const missing = [
+    const required: Array<[name: string, value: string | undefined]> = [
       [SIGNATURE_HEADERS.timestamp, timestamp],
       [SIGNATURE_HEADERS.nonce, nonce],
       [SIGNATURE_HEADERS.contentSha256, contentSha256],
       [SIGNATURE_HEADERS.signature, signature],
-    ].flatMap(([name, value]) => (value === undefined || value === "" ? [name] : []));
+    ];
+    const missing = required.flatMap(([name, value]) => (value === undefined || value === "" ? [name] : []));
     if (
       missing.length > 0 ||
       timestamp === undefined ||
