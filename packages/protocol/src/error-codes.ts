@@ -251,7 +251,10 @@ export const ERROR_CODES = {
     details: CursorAheadDetailsSchema,
   },
   STDIN_CLOSED: { from: RUNNERD, meaning: "the exec's stdin is closed (by a caller, or by the process)" },
-  ALREADY_EXISTS: { from: RUNNERD, meaning: "the target exists (a move without `overwrite`, an entry that exists)" },
+  ALREADY_EXISTS: {
+    from: RUNNERD,
+    meaning: "something exists where the call would create it (a move without `overwrite`)",
+  },
   NOT_A_DIRECTORY: { from: RUNNERD, meaning: "the path, or one of its parents, is not a directory" },
   IS_A_DIRECTORY: { from: RUNNERD, meaning: "the path is a directory where a file is needed" },
   DIRECTORY_NOT_EMPTY: { from: RUNNERD, meaning: "the directory is not empty (a delete without `recursive`)" },
