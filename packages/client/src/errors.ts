@@ -2,10 +2,9 @@ import {
   type ErrorCode,
   ErrorEnvelopeSchema,
   type FailureReason,
-  FailureReasonSchema,
   isErrorCode,
+  SessionFailureDetailsSchema,
 } from "@sbx/protocol";
-import { z } from "zod";
 
 /**
  * Every failure the SDK reports: the envelope's `code`, the HTTP `status`
@@ -128,8 +127,6 @@ const BY_CODE: Record<ErrorCode, Plain> = {
   INVALID_JSON: ValidationError,
   INVALID_PATH: ValidationError,
   INVALID_CWD: ValidationError,
-  UNSUPPORTED_MEDIA_TYPE: ValidationError,
-  METHOD_NOT_ALLOWED: ValidationError,
   UNAUTHORIZED: UnauthorizedError,
   SIGNATURE_MISSING: UnauthorizedError,
   SIGNATURE_INVALID: UnauthorizedError,
@@ -222,6 +219,6 @@ function parseRetryAfter(value: string | null): number | undefined {
 }
 
 function reasonOf(details: unknown): FailureReason | undefined {
-  const parsed = z.object({ reason: FailureReasonSchema }).safeParse(details);
+  const parsed = SessionFailureDetailsSchema.safeParse(details);
   return parsed.success ? parsed.data.reason : undefined;
 }

@@ -1,5 +1,6 @@
 export * from "./env-config.js";
 export * from "./env-policy.js";
+export * from "./error-codes.js";
 export * from "./errors.js";
 export * from "./events.js";
 export * from "./exec-frames.js";

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { ApiError, fieldIssues, parseOrThrow, statusOf } from "./errors.js";
+import { statusOf } from "./error-codes.js";
+import { ApiError, fieldIssues, parseOrThrow } from "./errors.js";
 import { decodeSseEvent, type ExecEvent, encodeSseEvent } from "./events.js";
 import { ExecRequestSchema, FetchRequestSchema, FileListQuerySchema } from "./runnerd.js";
 

@@ -44,6 +44,18 @@ describe("RequestVerifier", () => {
     );
   });
 
+  it("reports a skew whose serverTime and skewMs add up to the request's timestamp, even on a moving clock", () => {
+    let now = NOW;
+    // Every reading of this clock is a millisecond later than the one before.
+    const verifier = new RequestVerifier(keys, () => now++);
+    expect(() => verifier.verify(signed({ now: NOW + 120_000 }), { allowUnsignedPayload: false })).toThrow(
+      expect.objectContaining({
+        code: "TIMESTAMP_SKEW",
+        details: { skewMs: 120_000, serverTime: NOW },
+      }),
+    );
+  });
+
   it("remembers a nonce for as long as its request could be valid", () => {
     let now = NOW;
     const verifier = new RequestVerifier(keys, () => now);

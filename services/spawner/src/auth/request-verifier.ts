@@ -51,12 +51,13 @@ export class RequestVerifier {
     const nonce = request.header(SIGNATURE_HEADERS.nonce);
     const contentSha256 = request.header(SIGNATURE_HEADERS.contentSha256);
     const signature = request.header(SIGNATURE_HEADERS.signature);
-    const missing = [
+    const required: Array<[name: string, value: string | undefined]> = [
       [SIGNATURE_HEADERS.timestamp, timestamp],
       [SIGNATURE_HEADERS.nonce, nonce],
       [SIGNATURE_HEADERS.contentSha256, contentSha256],
       [SIGNATURE_HEADERS.signature, signature],
-    ].flatMap(([name, value]) => (value === undefined || value === "" ? [name] : []));
+    ];
+    const missing = required.flatMap(([name, value]) => (value === undefined || value === "" ? [name] : []));
     if (
       missing.length > 0 ||
       timestamp === undefined ||
@@ -73,13 +74,15 @@ export class RequestVerifier {
     if (!/^\d{1,16}$/.test(timestamp)) {
       throw new ApiError("SIGNATURE_INVALID", `${SIGNATURE_HEADERS.timestamp} must be epoch milliseconds`);
     }
-    const skew = Number(timestamp) - this.now();
+    // One reading of the clock, so that serverTime + skewMs is the timestamp the request carried.
+    const serverTime = this.now();
+    const skew = Number(timestamp) - serverTime;
     if (Math.abs(skew) > MAX_CLOCK_SKEW_MS) {
       throw new ApiError(
         "TIMESTAMP_SKEW",
         `timestamp is ${Math.round(skew / 1000)} s off the server clock (limit ±60 s)`,
         {
-          details: { skewMs: skew, serverTime: this.now() },
+          details: { skewMs: skew, serverTime },
         },
       );
     }
