@@ -162,6 +162,7 @@ const BY_CODE: Record<ErrorCode, Plain> = {
   CHECKSUM_MISMATCH: SandboxError,
   ARCHIVE_REFUSED: SandboxError,
   TOO_MANY_EXECS: CapacityError,
+  TOO_MANY_REQUESTS: CapacityError,
   CAPACITY_EXCEEDED: CapacityError,
   INTERNAL: SandboxError,
   FETCH_FAILED: UpstreamError,

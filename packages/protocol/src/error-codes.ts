@@ -49,6 +49,7 @@ export const ERROR_STATUS = {
   CHECKSUM_MISMATCH: 422,
   ARCHIVE_REFUSED: 422,
   TOO_MANY_EXECS: 429,
+  TOO_MANY_REQUESTS: 429,
   CAPACITY_EXCEEDED: 429,
   HEADERS_TOO_LARGE: 431,
   INTERNAL: 500,
@@ -102,10 +103,16 @@ export const ProfileNotFoundDetailsSchema = z.object({ profiles: z.array(z.strin
 
 export const ImageNotAllowedDetailsSchema = z.object({ allowed: z.array(z.string()) });
 
-export const CursorAheadDetailsSchema = z.object({
-  /** The newest event the exec has: re-attach after it, or from the start. */
-  lastSeq: z.number(),
-});
+export const CursorAheadDetailsSchema = z.union([
+  z.object({
+    /** The newest event the exec has: re-attach after it, or from the start. */
+    lastSeq: z.number(),
+  }),
+  z.object({
+    /** The bytes the exec's stdin has received: write from there. */
+    received: z.number(),
+  }),
+]);
 
 /** A session that died, and how (SESSION_FAILED after it ran, SESSION_START_FAILED before). */
 export const SessionFailureDetailsSchema = z.object({ reason: FailureReasonSchema });
@@ -195,7 +202,11 @@ export const ERROR_CODES = {
     meaning: "the timestamp is more than 60 s off the server's clock",
     details: TimestampSkewDetailsSchema,
   },
-  NONCE_REPLAYED: { from: SPAWNER, meaning: "the nonce was already used within the 60 s window" },
+  NONCE_REPLAYED: {
+    from: BOTH,
+    meaning:
+      "the signed request was already acted on: its nonce was seen within the 60 s window, or the session's runnerd acted on the same signature through another replica",
+  },
   CONTENT_HASH_MISMATCH: {
     from: SPAWNER,
     meaning: "the body does not match `X-Sandbox-Content-SHA256` (a streamed upload is aborted, nothing is written)",
@@ -247,7 +258,8 @@ export const ERROR_CODES = {
   EXEC_NOT_RUNNING: { from: RUNNERD, meaning: "the exec has exited, so its stdin takes nothing" },
   CURSOR_AHEAD: {
     from: RUNNERD,
-    meaning: "a replay cursor beyond the newest event: the exec was replaced or runnerd restarted",
+    meaning:
+      "a replay cursor beyond the newest event (the exec was replaced or runnerd restarted), or a stdin `offset` beyond the bytes received",
     details: CursorAheadDetailsSchema,
   },
   STDIN_CLOSED: { from: RUNNERD, meaning: "the exec's stdin is closed (by a caller, or by the process)" },
@@ -283,6 +295,10 @@ export const ERROR_CODES = {
   TOO_MANY_EXECS: {
     from: RUNNERD,
     meaning: "`RUNNERD_MAX_EXECS` execs are already running; with `Retry-After`",
+  },
+  TOO_MANY_REQUESTS: {
+    from: RUNNERD,
+    meaning: "runnerd holds as many signed requests as it keeps within the replay window; with `Retry-After`",
   },
   CAPACITY_EXCEEDED: {
     from: SPAWNER,

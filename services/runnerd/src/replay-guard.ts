@@ -32,7 +32,7 @@ export class ReplayGuard {
       throw new ApiError("NONCE_REPLAYED", "this signed request was already acted on; sign every request anew");
     }
     if (this.seen.size >= this.maxEntries) {
-      throw new ApiError("CAPACITY_EXCEEDED", "too many signed requests within the replay window; try again shortly", {
+      throw new ApiError("TOO_MANY_REQUESTS", "too many signed requests within the replay window; try again shortly", {
         headers: { "Retry-After": "5" },
       });
     }
