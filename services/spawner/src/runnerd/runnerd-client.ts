@@ -3,6 +3,7 @@ import {
   type EnvPatchRequest,
   EnvPatchResponseSchema,
   ErrorEnvelopeSchema,
+  fieldIssues,
   REQUEST_ID_HEADER,
   type RunnerdStatus,
   RunnerdStatusSchema,
@@ -102,7 +103,7 @@ export class RunnerdClient {
     if (!parsed.success) {
       throw new ApiError("RUNNERD_BAD_REPLY", `runnerd answered ${what} with something that is not the expected JSON`, {
         details: {
-          issues: parsed.error.issues.slice(0, 5).map((i) => ({ path: i.path.join("."), message: i.message })),
+          issues: fieldIssues(parsed.error).slice(0, 5),
         },
       });
     }
