@@ -1,5 +1,6 @@
 import {
   ErrorEnvelopeSchema,
+  ExecInfoSchema,
   ExecResultSchema,
   SessionListResponseSchema,
   SessionResponseSchema,
@@ -117,23 +118,24 @@ export function runReplaySuite(options: ReplaySuiteOptions): void {
       once(streamed, "exec (stream)");
       expect(await run(id, "sleep 0.3; cat runs.txt streamed.txt")).toBe("run\nrun\n");
 
-      const holder = await a.json("POST", `${base}/execs`, {
-        execId: "holder",
-        shell: "cat > stdin.txt",
-        stdin: { mode: "hold" },
-      });
-      expect(holder.status).toBe(200);
+      /** Starts an exec whose stream is not followed (it runs on). */
+      const startDetached = async (body: unknown) => {
+        const response = await a.request("POST", `${base}/execs`, { body: json(body) });
+        expect(response.status).toBe(200);
+        await response.body?.cancel();
+      };
+      await startDetached({ execId: "holder", shell: "cat > stdin.txt", stdin: { mode: "hold" } });
       once(await replayed("POST", `${base}/execs/holder/stdin`, json({ text: "typed once\n" })), "stdin");
       once(await replayed("POST", `${base}/execs/holder/stdin`, json({ eof: true })), "stdin close");
       expect(
         await eventually(async () => (await run(id, "cat stdin.txt 2>/dev/null || true")) === "typed once\n", 5000),
       ).toBe(true);
 
-      await a.json("POST", `${base}/execs`, { execId: "sleeper", argv: ["sleep", "600"] });
+      await startDetached({ execId: "sleeper", argv: ["sleep", "600"] });
       once(await replayed("POST", `${base}/execs/sleeper/cancel`, json({})), "cancel");
-      expect(
-        await eventually(async () => (await a.json("GET", `${base}/execs/sleeper`)).body !== undefined, 5000),
-      ).toBe(true);
+      const cancelled = async () =>
+        ExecInfoSchema.parse((await a.json("GET", `${base}/execs/sleeper`)).body).outcome === "cancelled";
+      expect(await eventually(cancelled, 10_000)).toBe(true);
       once(await replayed("PATCH", `${base}/env`, json({ set: { REPLAYED: "once" } })), "env");
       once(await replayed("PUT", `${base}/files/content?path=up.txt`, "uploaded", true), "file write");
       once(await replayed("POST", `${base}/files/mkdir`, json({ path: "made" })), "mkdir");

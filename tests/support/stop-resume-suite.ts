@@ -1,5 +1,11 @@
-import { EnvNamesResponseSchema, ExecInfoSchema, type Session, SessionResponseSchema } from "@sbx/protocol";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  EnvNamesResponseSchema,
+  ExecInfoSchema,
+  ExecResultSchema,
+  type Session,
+  SessionResponseSchema,
+} from "@sbx/protocol";
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
 import { eventually } from "./proc.js";
 import type { SpawnerHandle } from "./spawner.js";
 import { exitOf, readEvents, textOf } from "./sse.js";
@@ -109,6 +115,9 @@ export function runStopResumeSuite(options: StopResumeOptions): void {
     it("keeps its lifetime and labels whatever an exec writes under .sbx/ before a stop and resume", async () => {
       const id = "tamper";
       await create(id, { ttlMs: 600_000, idleTimeoutMs: 120_000, labels: { team: "a" } });
+      onTestFinished(async () => {
+        await spawner.request("DELETE", `/v1/sessions/${id}`);
+      });
       const base = `/v1/sessions/${id}`;
       // A lease set after the create, so both the created and the changed lifetime are at stake.
       expect((await spawner.json("PATCH", base, { ttlMs: 900_000 })).status).toBe(200);
@@ -126,13 +135,13 @@ export function runStopResumeSuite(options: StopResumeOptions): void {
         idleTimeoutMs: 999_999_999,
         labels: { team: "b" },
       });
+      const files = "lease.json status.json env.json execs.jsonl requests.json";
       const tamper = await spawner.json("POST", `${base}/execs?wait=true`, {
-        shell:
-          'cd /workspace/.sbx && touch runnerd/lease.json runnerd/status.json && for f in $(find . -type f); do printf %s "$FORGED" > "$f"; done && find . -type f | wc -l',
+        shell: `cd /workspace/.sbx && (cd runnerd && touch ${files}) && for f in $(find . -type f); do printf %s "$FORGED" > "$f"; done && find . -type f | wc -l`,
         env: { FORGED: forged },
       });
       expect(tamper.body).toMatchObject({ exitCode: 0 });
-      expect(Number((tamper.body as { stdout: string }).stdout.trim())).toBeGreaterThanOrEqual(4);
+      expect(Number(ExecResultSchema.parse(tamper.body).stdout.trim())).toBeGreaterThanOrEqual(6);
 
       await act(id, "stop");
       await act(id, "resume");
@@ -146,7 +155,6 @@ export function runStopResumeSuite(options: StopResumeOptions): void {
       });
       expect(after?.lastActivityAt ?? 0).toBeLessThanOrEqual(Date.now());
       expect(await options.platformTruth(spawner.deployment, id)).toEqual(truthBefore);
-      expect((await spawner.request("DELETE", base)).status).toBe(204);
     });
 
     it("resumes a stopped session by itself when a call reaches it", async () => {
@@ -162,9 +170,12 @@ export function runStopResumeSuite(options: StopResumeOptions): void {
     it("wakes a stopped session for 20 calls at once, each answered, round after round", async () => {
       for (let round = 0; round < 3; round++) {
         await act("sleepy", "stop");
+        // Execs and reads mixed (a session runs at most 16 execs at once on its default memory).
         const calls = await Promise.all(
           Array.from({ length: 20 }, (_, i) =>
-            spawner.json("POST", "/v1/sessions/sleepy/execs?wait=true", { argv: ["echo", `call ${round}.${i}`] }),
+            i % 2 === 0
+              ? spawner.json("POST", "/v1/sessions/sleepy/execs?wait=true", { argv: ["echo", `call ${round}.${i}`] })
+              : spawner.json("GET", "/v1/sessions/sleepy/files/stat?path=notes/kept.txt"),
           ),
         );
         expect(
@@ -172,7 +183,7 @@ export function runStopResumeSuite(options: StopResumeOptions): void {
           JSON.stringify(calls.filter((c) => c.status !== 200).map((c) => c.body)),
         ).toEqual(Array(20).fill(200));
         calls.forEach((c, i) => {
-          expect(c.body).toMatchObject({ stdout: `call ${round}.${i}\n` });
+          if (i % 2 === 0) expect(c.body).toMatchObject({ stdout: `call ${round}.${i}\n` });
         });
       }
     });

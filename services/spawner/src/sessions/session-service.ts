@@ -246,7 +246,19 @@ export class SessionService {
   }
 
   private async stopOnce(id: string, signed?: SignedRequest): Promise<Session> {
-    let known = await this.registry.lookup(id);
+    // Fresh from the platform: another replica may be stopping it (or have stopped it) right now.
+    const fresh = async () => {
+      const found = await this.registry.refresh(id);
+      if (!found) throw new ApiError("SESSION_NOT_FOUND", `no session ${id}`);
+      return found;
+    };
+    let known = await fresh();
+    // A stop under way elsewhere: this one ends when that one does.
+    const waitUntil = this.clock.now() + (this.config.terminationGraceSeconds + 30) * 1000;
+    while (known.state.phase === "stopping" && this.clock.now() < waitUntil) {
+      await delay(200);
+      known = await fresh();
+    }
     if (known.state.phase === "stopped") return this.view(known, undefined);
     if (known.state.phase === "running" && !this.canStop(known.record)) {
       throw new ApiError(
