@@ -167,6 +167,7 @@ export function runLifecycleSuite(options: LifecycleOptions): void {
       expect((await spawner.json("POST", `${base}/execs/cat/stdin`, { text: "piece two", eof: true })).body).toEqual({
         written: 9,
         closed: true,
+        received: 20,
       });
       expect(textOf((await cat).events)).toBe("piece one, piece two");
     });

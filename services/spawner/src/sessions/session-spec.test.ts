@@ -27,6 +27,15 @@ describe("resolveSpec", () => {
     expect(resolveSpec({ org: "acme" }, config, NOW).record.id).not.toBe(record.id);
   });
 
+  it("names a create without an id after its signed request: the same request, the same id, on any replica", () => {
+    const requestId = "f".repeat(64);
+    const id = resolveSpec({ org: "acme" }, config, NOW, requestId).record.id;
+    expect(id).toMatch(/^s-[a-z0-9]{12}$/);
+    expect(resolveSpec({ org: "acme" }, config, NOW + 1000, requestId).record.id).toBe(id);
+    expect(resolveSpec({ org: "acme" }, config, NOW, "e".repeat(64)).record.id).not.toBe(id);
+    expect(resolveSpec({ id: "mine", org: "acme" }, config, NOW, requestId).record.id).toBe("mine");
+  });
+
   it("gives the same digest to the same request and a different one to any change, env included", () => {
     const base = { id: "x", org: "acme", env: { A: "1" }, labels: { t: "v" } };
     const digest = (r: Parameters<typeof resolveSpec>[0]) => resolveSpec(r, config, NOW).record.specDigest;

@@ -126,11 +126,10 @@ function generateId(): string {
   return `s-${randomSuffix()}`;
 }
 
-/** `s-` and 13 characters taken from the request's id (64 bits): every replica derives the same. */
+/** `s-` and 12 characters taken from the request's id, as a random id looks: every replica derives the same. */
 function idOfRequest(requestId: string): string {
-  return `s-${BigInt(`0x${requestId.slice(0, 16)}`)
-    .toString(36)
-    .padStart(13, "0")}`;
+  const value = BigInt(`0x${requestId.slice(0, 16)}`) % 36n ** 12n;
+  return `s-${value.toString(36).padStart(12, "0")}`;
 }
 
 function sorted(map: Record<string, string>): Array<[string, string]> {
