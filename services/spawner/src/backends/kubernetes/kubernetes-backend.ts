@@ -12,7 +12,7 @@ import {
   Watch,
 } from "@kubernetes/client-node";
 import type { Logger } from "@sbx/edge";
-import { ANNOTATIONS, LABELS, type Lease, leaseAnnotations } from "@sbx/protocol";
+import { ANNOTATIONS, LABELS, type Lease, leaseAnnotations, leaseOfAnnotations } from "@sbx/protocol";
 import type {
   BackendSession,
   BackendSessionSpec,
@@ -272,8 +272,14 @@ export class KubernetesBackend implements SessionBackend {
     }
   }
 
-  async resume(spec: BackendSessionSpec, signal: AbortSignal): Promise<BackendSession> {
-    const claimName = (await this.readClaim(spec.id))?.metadata?.name ?? this.claimName(spec.id);
+  async resume(given: BackendSessionSpec, signal: AbortSignal): Promise<BackendSession> {
+    const claim = await this.readClaim(given.id);
+    const claimName = claim?.metadata?.name ?? this.claimName(given.id);
+    // The claim is the stopped session's truth: a lease set while it slept comes back with its Pod.
+    const lease = leaseOfAnnotations(claim?.metadata?.annotations ?? {});
+    const spec = lease
+      ? { ...given, meta: { ...given.meta, annotations: { ...given.meta.annotations, ...leaseAnnotations(lease) } } }
+      : given;
     let created: V1Pod | undefined;
     while (!created) {
       if (signal.aborted) throw new StartTimeoutError("the session's Pod did not run in time");
