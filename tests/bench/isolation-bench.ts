@@ -9,7 +9,7 @@
 import { cpus } from "node:os";
 import { parseArgs } from "node:util";
 import { signRequest } from "@sbx/protocol";
-import { runnerdToken } from "../../services/spawner/src/runnerd/runnerd-token.js";
+import { runnerdToken } from "@sbx/spawner";
 import { inspect, removeDeployment } from "../support/docker.js";
 import { type SpawnerHandle, startSpawner } from "../support/spawner.js";
 import { measureAlternating, ms, request, stats } from "./measure.js";

@@ -12,7 +12,7 @@ import { cpus } from "node:os";
 import { parseArgs } from "node:util";
 import { CoreV1Api, KubeConfig, type V1Pod } from "@kubernetes/client-node";
 import { sha256Hex, signRequest } from "@sbx/protocol";
-import { runnerdEnvironment } from "../../services/spawner/src/backends/runtime-contract.js";
+import { runnerdEnvironment } from "@sbx/spawner";
 import { RUNTIME_IMAGE } from "../support/docker.js";
 import {
   adminKubeconfig,

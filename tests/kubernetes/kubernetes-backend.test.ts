@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { CoreV1Api, KubeConfig } from "@kubernetes/client-node";
+import { runBackendConformance } from "@sbx/spawner/testing";
 import { beforeAll, describe, expect, it } from "vitest";
-import { runBackendConformance } from "../../services/spawner/src/backends/backend-conformance.js";
 import {
   buildMisbehavingImage,
   cueOutOfMemory,

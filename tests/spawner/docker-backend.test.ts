@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
+import { runBackendConformance } from "@sbx/spawner/testing";
 import { describe, it } from "vitest";
-import { runBackendConformance } from "../../services/spawner/src/backends/backend-conformance.js";
 import {
   backendOf,
   buildMisbehavingImage,

@@ -2,8 +2,8 @@ import { execFile, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { promisify } from "node:util";
 import { createLogger } from "@sbx/edge";
+import { DockerBackend } from "@sbx/spawner";
 import { z } from "zod";
-import { DockerBackend } from "../../services/spawner/src/backends/docker/docker-backend.js";
 
 const run = promisify(execFile);
 

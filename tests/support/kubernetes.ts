@@ -7,8 +7,8 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { CoreV1Api, KubeConfig } from "@kubernetes/client-node";
 import { createLogger } from "@sbx/edge";
+import { KubernetesBackend } from "@sbx/spawner";
 import { z } from "zod";
-import { KubernetesBackend } from "../../services/spawner/src/backends/kubernetes/kubernetes-backend.js";
 import { RUNTIME_IMAGE } from "./docker.js";
 import { type SpawnerHandle, type StartSpawnerOptions, startSpawner } from "./spawner.js";
 

@@ -1,6 +1,6 @@
 import { ErrorEnvelopeSchema, SessionListResponseSchema, SessionResponseSchema } from "@sbx/protocol";
+import type { PoolMember } from "@sbx/spawner";
 import { afterAll, describe, expect, it } from "vitest";
-import type { PoolMember } from "../../services/spawner/src/backends/backend.js";
 import { eventually, sleep } from "./proc.js";
 import type { SpawnerHandle, StartSpawnerOptions } from "./spawner.js";
 

@@ -1,10 +1,9 @@
 import type { ServerResponse } from "node:http";
 import { setTimeout as delay } from "node:timers/promises";
 import { ErrorEnvelopeSchema, type Session, SessionResponseSchema } from "@sbx/protocol";
+import { type InProcessSpawner, type MemoryBackendOptions, startInProcessSpawner } from "@sbx/spawner/testing";
 import { afterEach, describe, expect, it } from "vitest";
 import { z } from "zod";
-import { type InProcessSpawner, startInProcessSpawner } from "./backends/memory/in-process-spawner.js";
-import type { MemoryBackendOptions } from "./backends/memory/memory-backend.js";
 
 const started: InProcessSpawner[] = [];
 afterEach(async () => {

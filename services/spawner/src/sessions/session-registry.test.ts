@@ -1,7 +1,7 @@
 import { createLogger, systemClock } from "@sbx/edge";
+import { MemoryBackend } from "@sbx/spawner/testing";
 import { describe, expect, it } from "vitest";
 import type { BackendSession } from "../backends/backend.js";
-import { MemoryBackend } from "../backends/memory/memory-backend.js";
 import { metaOf, type SessionRecord } from "./session-record.js";
 import { SessionRegistry } from "./session-registry.js";
 

@@ -1,8 +1,8 @@
 import { Writable } from "node:stream";
 import { createLogger, systemClock } from "@sbx/edge";
+import { MemoryBackend } from "@sbx/spawner/testing";
 import { describe, expect, it } from "vitest";
 import type { HeldLock, PoolMember } from "../backends/backend.js";
-import { MemoryBackend } from "../backends/memory/memory-backend.js";
 import { loadConfig } from "../config.js";
 import { Metrics } from "../metrics.js";
 import { WarmPool } from "./warm-pool.js";

@@ -1,4 +1,4 @@
-import { runBackendConformance } from "../backend-conformance.js";
+import { runBackendConformance } from "./backend-conformance.js";
 import { MemoryBackend } from "./memory-backend.js";
 
 runBackendConformance("in-memory", async () => {

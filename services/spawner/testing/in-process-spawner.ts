@@ -3,8 +3,8 @@ import { Writable } from "node:stream";
 import { getRequestListener } from "@hono/node-server";
 import { type Clock, createLogger, systemClock } from "@sbx/edge";
 import { signRequest } from "@sbx/protocol";
-import { createSpawner, type Spawner } from "../../app.js";
-import { type Config, loadConfig } from "../../config.js";
+import { createSpawner, type Spawner } from "../src/app.js";
+import { type Config, loadConfig } from "../src/config.js";
 import { MemoryBackend, type MemoryBackendOptions } from "./memory-backend.js";
 
 export const TEST_KEY = { id: "test", secret: "0123456789abcdef-test-secret" };

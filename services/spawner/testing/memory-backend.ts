@@ -11,7 +11,7 @@ import type {
   SessionBackend,
   SessionListener,
   SessionMeta,
-} from "../backend.js";
+} from "../src/backends/backend.js";
 import {
   BackendConflictError,
   BackendNotFoundError,
@@ -19,7 +19,7 @@ import {
   ImageUnavailableError,
   StartFailedError,
   StartTimeoutError,
-} from "../backend-errors.js";
+} from "../src/backends/backend-errors.js";
 import { FakeRunnerd, type RouteAnswer } from "./fake-runnerd.js";
 
 export interface MemoryBackendOptions {

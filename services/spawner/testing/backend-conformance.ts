@@ -10,9 +10,6 @@ import {
   sha256Hex,
 } from "@sbx/protocol";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { loadConfig } from "../config.js";
-import { metaOf, recordFromMeta } from "../sessions/session-record.js";
-import { resolveSpec } from "../sessions/session-spec.js";
 import type {
   BackendSession,
   BackendSessionSpec,
@@ -20,15 +17,18 @@ import type {
   HeldLock,
   SessionBackend,
   WorkspaceSpec,
-} from "./backend.js";
+} from "../src/backends/backend.js";
 import {
   BackendConflictError,
   BackendNotFoundError,
   ImageUnavailableError,
   StartFailedError,
   StartTimeoutError,
-} from "./backend-errors.js";
-import { runnerdEnvironment } from "./runtime-contract.js";
+} from "../src/backends/backend-errors.js";
+import { runnerdEnvironment } from "../src/backends/runtime-contract.js";
+import { loadConfig } from "../src/config.js";
+import { metaOf, recordFromMeta } from "../src/sessions/session-record.js";
+import { resolveSpec } from "../src/sessions/session-spec.js";
 
 /** What a platform gives the conformance suite. */
 export interface ConformanceHarness {
