@@ -41,6 +41,7 @@ export function backendOf(deployment: string, access: "address" | "published" = 
       pull: "never",
       orphanVolumeGraceMs: 10_000,
       stopTimeoutSeconds: 10,
+      lockImage: RUNTIME_IMAGE,
     },
     createLogger("tests", "warn"),
   );

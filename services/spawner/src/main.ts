@@ -1,8 +1,9 @@
 import { createServer } from "node:http";
 import { getRequestListener } from "@hono/node-server";
 import { answerClientErrors, createLogger, listen, loadConfigOrExit, systemClock } from "@sbx/edge";
+import pRetry from "p-retry";
 import { createSpawner } from "./app.js";
-import { createBackend } from "./backends/create-backend.js";
+import { backendSummary, createBackend } from "./backends/create-backend.js";
 import { loadConfig, usesPublishedSecrets } from "./config.js";
 import { metricsApp } from "./routes/metrics.js";
 
@@ -34,22 +35,21 @@ async function main(): Promise<void> {
   };
   // The backend's change feed tells this replica within moments when a session dies or goes away.
   const stopFollowing = spawner.registry.follow();
-  let adopted = 0;
-  try {
-    adopted = await connect();
-  } catch (error) {
-    log.error({ err: error }, "backend unavailable at start; retrying every 5 s");
-    const retry = setInterval(() => {
-      connect().then(
-        (count) => {
-          clearInterval(retry);
-          log.info({ adopted: count }, "backend available");
-        },
-        (again: unknown) => log.warn({ err: again }, "backend still unavailable"),
-      );
-    }, 5000);
-    retry.unref();
-  }
+  const stopping = new AbortController();
+  const adopted = await connect().catch((error: unknown) => {
+    log.error({ err: error }, "backend unavailable at start; retrying (1 s, doubling up to 5 s)");
+    pRetry(connect, {
+      retries: Number.POSITIVE_INFINITY,
+      minTimeout: 1000,
+      maxTimeout: 5000,
+      signal: stopping.signal,
+      onFailedAttempt: ({ error: again }) => log.warn({ err: again }, "backend still unavailable"),
+    }).then(
+      (count) => log.info({ adopted: count }, "backend available"),
+      () => undefined, // stopped before it came back
+    );
+    return 0;
+  });
 
   // Periodic work never overlaps itself: the next run is scheduled when this one ends.
   const every = (ms: number, what: string, work: () => Promise<unknown>) => {
@@ -79,8 +79,7 @@ async function main(): Promise<void> {
   listen(server, config.host, config.port, log, {
     version,
     deployment: config.deployment,
-    backend: backend.kind,
-    ...(config.backend.kind === "docker" ? { access: config.backend.access } : {}),
+    ...backendSummary(config),
     adopted,
   });
 
@@ -93,7 +92,9 @@ async function main(): Promise<void> {
     stopSweeps();
     stopAdoption();
     stopPools();
+    stopping.abort();
     stopFollowing();
+    void backend.close();
     server.close();
     server.closeAllConnections();
     metricsServer.close();

@@ -100,6 +100,7 @@ export function runBackendConformance(name: string, setup: () => Promise<Conform
     afterAll(async () => {
       if (!h) return;
       for (const id of made) await h.backend.destroy(id).catch(() => false);
+      await h.backend.close();
       await h.teardown();
     });
 
@@ -564,26 +565,23 @@ export function runBackendConformance(name: string, setup: () => Promise<Conform
       "gives a lock to one holder at a time, breaks one whose holder let it expire, and never lets a late holder end another's",
       async () => {
         const name = newId("lock");
-        const image = h.images.runs;
-        const taken = await Promise.all(
-          Array.from({ length: 5 }, () => h.backend.tryLock(name, { ttlMs: 60_000, image })),
-        );
+        const taken = await Promise.all(Array.from({ length: 5 }, () => h.backend.tryLock(name, { ttlMs: 60_000 })));
         const held = taken.filter((lock) => lock !== undefined);
         expect(held).toHaveLength(1);
-        expect(await h.backend.tryLock(name, { ttlMs: 60_000, image })).toBeUndefined();
+        expect(await h.backend.tryLock(name, { ttlMs: 60_000 })).toBeUndefined();
         await h.backend.unlock(held[0] as HeldLock);
         // A holder that died: its lock expires and the next one takes it.
-        const late = await h.backend.tryLock(name, { ttlMs: 1000, image });
+        const late = await h.backend.tryLock(name, { ttlMs: 1000 });
         expect(late).toBeDefined();
         await delay(2100);
-        const next = await h.backend.tryLock(name, { ttlMs: 60_000, image });
+        const next = await h.backend.tryLock(name, { ttlMs: 60_000 });
         expect(next).toBeDefined();
         // The late holder gives back what it took: the next holder keeps its own.
         await h.backend.unlock(late as HeldLock);
-        expect(await h.backend.tryLock(name, { ttlMs: 60_000, image })).toBeUndefined();
+        expect(await h.backend.tryLock(name, { ttlMs: 60_000 })).toBeUndefined();
         await h.backend.unlock(next as HeldLock);
         await h.backend.unlock(next as HeldLock); // twice is fine
-        const again = await h.backend.tryLock(name, { ttlMs: 60_000, image });
+        const again = await h.backend.tryLock(name, { ttlMs: 60_000 });
         expect(again).toBeDefined();
         await h.backend.unlock(again as HeldLock);
       },
@@ -593,26 +591,25 @@ export function runBackendConformance(name: string, setup: () => Promise<Conform
     it(
       "keeps a lock its holder renews past its lifetime, and lets it go once the holder stops",
       async (context) => {
-        const renew = h.backend.renewLock?.bind(h.backend);
-        if (!renew) {
+        const renew = h.backend.renewLock.bind(h.backend);
+        if (!h.backend.capabilities.renewableLocks) {
           const why = `${name} cannot extend a lock in place (its locks live a whole create timeout)`;
           console.warn(`SKIPPING the lock renewal test: ${why}`);
           context.skip(why);
           return;
         }
         const lockName = newId("lock");
-        const image = h.images.runs;
-        const held = await h.backend.tryLock(lockName, { ttlMs: 2000, image });
+        const held = await h.backend.tryLock(lockName, { ttlMs: 2000 });
         if (!held) throw new Error("the lock was not taken");
         for (let i = 0; i < 3; i++) {
           await delay(1000);
           expect(await renew(held, 2000)).toBe(true);
         }
         // Three seconds after it was taken for two: still held.
-        expect(await h.backend.tryLock(lockName, { ttlMs: 60_000, image })).toBeUndefined();
+        expect(await h.backend.tryLock(lockName, { ttlMs: 60_000 })).toBeUndefined();
         // The holder stops renewing (it died): the lock expires, the next one takes it.
         await delay(2600);
-        const next = await h.backend.tryLock(lockName, { ttlMs: 60_000, image });
+        const next = await h.backend.tryLock(lockName, { ttlMs: 60_000 });
         expect(next).toBeDefined();
         expect(await renew(held, 2000)).toBe(false);
         await h.backend.unlock(next as HeldLock);

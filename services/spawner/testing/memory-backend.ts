@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import { setTimeout as delay } from "node:timers/promises";
 import { ANNOTATIONS, type FailureReason, LABELS, type Lease, leaseAnnotations } from "@sbx/protocol";
 import type {
+  BackendCapabilities,
   BackendSession,
   BackendSessionSpec,
   BackendState,
@@ -33,6 +34,8 @@ export interface MemoryBackendOptions {
   silentImages?: string[];
   /** How long a start takes before runnerd answers. */
   startDelayMs?: number;
+  /** What the platform it stands in for can do (default: everything). */
+  capabilities?: Partial<BackendCapabilities>;
   /** Routes every session's runnerd answers by hand (see FakeRunnerd.answer). */
   runnerdAnswers?: Readonly<Record<string, RouteAnswer>>;
 }
@@ -51,6 +54,7 @@ interface Entry {
  */
 export class MemoryBackend implements SessionBackend {
   readonly kind: SessionBackend["kind"];
+  readonly capabilities: BackendCapabilities;
   private readonly entries = new Map<string, Entry>();
   private readonly listeners = new Set<SessionListener>();
   private reachable = true;
@@ -61,6 +65,7 @@ export class MemoryBackend implements SessionBackend {
 
   constructor(private readonly options: MemoryBackendOptions = {}) {
     this.kind = options.kind ?? "docker";
+    this.capabilities = { stopsKeepEveryWorkspace: true, renewableLocks: true, ...options.capabilities };
     this.images = new Set(options.images ?? ["sbx-runtime:latest"]);
   }
 

@@ -94,16 +94,34 @@ export interface OwnedObject {
  */
 export type SessionListener = (id: string, session: BackendSession | undefined, observedAt: number) => void;
 
+/** What a platform can do that another cannot: the session service asks these, never the kind. */
+export interface BackendCapabilities {
+  /**
+   * Every workspace outlives a stop (a Docker volume always outlives its container); otherwise
+   * only a persistent one does (a Kubernetes PVC; an emptyDir goes with its Pod).
+   */
+  stopsKeepEveryWorkspace: boolean;
+  /**
+   * A lock can be extended in place (`renewLock`): holders take short-lived locks and renew them,
+   * so one that dies blocks others for moments. Without it a lock lives its whole lifetime.
+   */
+  renewableLocks: boolean;
+}
+
 /**
  * One interface, one implementation per platform. The objects' labels and
  * annotations are the session's truth; the spawner keeps no state of its own.
  */
 export interface SessionBackend {
+  /** The platform's name, as sessions report it; behaviour follows `capabilities`, never this. */
   readonly kind: "docker" | "kubernetes";
+  readonly capabilities: BackendCapabilities;
   /** Prepares shared resources (network). Safe to call from several replicas. */
   init(): Promise<void>;
   /** Throws BackendUnavailableError when the platform cannot be reached. */
   ping(): Promise<void>;
+  /** Ends what the backend itself keeps running (a platform watch); the sessions are untouched. */
+  close(): Promise<void>;
   /**
    * Creates and starts a session and waits until it runs with an address,
    * or until `signal` aborts (StartTimeoutError). All or nothing: on any
@@ -151,18 +169,16 @@ export interface SessionBackend {
   claim(member: PoolMember, meta: SessionMeta): Promise<BackendSession>;
   /**
    * Takes a lock only one holder has at a time, until released or `ttlMs` passed (a holder that
-   * died): the held lock when taken, undefined when another holds it. `image`: an image the
-   * platform has, should the lock need one.
+   * died): the held lock when taken, undefined when another holds it.
    */
-  tryLock(name: string, options: { ttlMs: number; image: string }): Promise<HeldLock | undefined>;
+  tryLock(name: string, options: { ttlMs: number }): Promise<HeldLock | undefined>;
   /** Gives a lock back; only as it was taken: once it expired and another took it, the other keeps it. */
   unlock(lock: HeldLock): Promise<void>;
   /**
-   * Where the platform can extend a lock in place: its holder keeps it for another `ttlMs` from
-   * now; false when it is no longer this holder's. A holder that renews can take its lock with a
-   * short lifetime, so one that dies blocks others for moments, not for a whole create timeout.
+   * Where `capabilities.renewableLocks`: its holder keeps the lock for another `ttlMs` from now;
+   * false when it is no longer this holder's. Elsewhere it throws.
    */
-  renewLock?(lock: HeldLock, ttlMs: number): Promise<boolean>;
+  renewLock(lock: HeldLock, ttlMs: number): Promise<boolean>;
   /** The content id of an image as the platform has it now, where it can tell. */
   currentImageId(image: string): Promise<string | undefined>;
 }

@@ -4,6 +4,14 @@ import type { SessionBackend } from "./backend.js";
 import { DockerBackend } from "./docker/docker-backend.js";
 import { KubernetesBackend } from "./kubernetes/kubernetes-backend.js";
 
+/** The backend's settings worth a line in the start-up log. */
+export function backendSummary(config: Config): Record<string, string> {
+  const settings = config.backend;
+  return settings.kind === "docker"
+    ? { backend: settings.kind, access: settings.access }
+    : { backend: settings.kind, namespace: settings.namespace };
+}
+
 /** The backend SPAWNER_BACKEND names, with its own settings. */
 export function createBackend(config: Config, log: Logger): SessionBackend {
   const settings = config.backend;
@@ -34,6 +42,8 @@ export function createBackend(config: Config, log: Logger): SessionBackend {
           // so a volume alone for longer than this lost its container to someone else.
           orphanVolumeGraceMs: 10_000,
           stopTimeoutSeconds: config.terminationGraceSeconds,
+          // Locks are never-started containers of an image the engine has: the default one.
+          lockImage: config.profiles.get("default")?.images[0] ?? "sbx-runtime:latest",
         },
         log,
       );

@@ -312,7 +312,7 @@ export class SessionService {
 
   /** Whether a session can be stopped: its workspace outlives its container or Pod. */
   canStop(record: SessionRecord): boolean {
-    return this.backend.kind === "docker" || record.workspace.persistent;
+    return this.backend.capabilities.stopsKeepEveryWorkspace || record.workspace.persistent;
   }
 
   /** What the backend is asked to run for a session (at create, and again at resume). */

@@ -112,7 +112,7 @@ export class WarmPool {
 
   /** Extends a held lock; a lock lost meanwhile (this replica stalled past its lifetime) is said so. */
   private renew(lock: HeldLock, ttlMs: number): void {
-    void this.backend.renewLock?.(lock, ttlMs).then(
+    void this.backend.renewLock(lock, ttlMs).then(
       (kept) => {
         if (!kept && this.held.get(lock.name) === lock) {
           this.log.warn({ lock: lock.name }, "lost a pool lock while filling (it expired before it was renewed)");
@@ -161,14 +161,12 @@ export class WarmPool {
     const backoff = this.failures.get(name);
     if (backoff && backoff.until > this.clock.now()) return;
     const lock = `pool-${name}`;
-    // The lock's image: any the platform has (a pool's own may be the one that fails to pull).
-    const lockImage = this.config.profiles.get("default")?.images[0] ?? image;
     if (this.closed) return;
     // Renewed while held where the platform can; elsewhere it must outlast a whole fill.
-    const renewable = this.backend.renewLock !== undefined;
+    const renewable = this.backend.capabilities.renewableLocks;
     const ttlMs = renewable ? RENEWED_LOCK_TTL_MS : this.config.createTimeoutMs + 30_000;
     // Held from the moment it is taken, in the same step: a close() waiting on it then sees it.
-    const locking = this.backend.tryLock(lock, { ttlMs, image: lockImage }).then((taken) => {
+    const locking = this.backend.tryLock(lock, { ttlMs }).then((taken) => {
       if (taken) this.held.set(lock, taken);
       return taken;
     });

@@ -1,6 +1,7 @@
 import { ANNOTATIONS, type FailureReason, LABELS, leaseAnnotations, leaseOfAnnotations } from "@sbx/protocol";
 import type Docker from "dockerode";
 import type { BackendSession, BackendState, Endpoint, PoolMember, SessionMeta } from "../backend.js";
+import { sessionMetaOf } from "../core/session-meta.js";
 import { RUNNERD_PORT } from "../runtime-contract.js";
 
 export type VolumeInfo = Docker.VolumeInspectInfo & { CreatedAt?: string };
@@ -26,14 +27,12 @@ export interface Inventory {
   members: PoolMember[];
 }
 
-const SELECTOR_KEYS: ReadonlySet<string> = new Set(Object.values(LABELS));
 /**
  * On a lease volume: its place in the order of a session's leases. Docker labels never change, so
  * a session's lease set after its create (a PATCH) is a volume of its own, `…-lease-<seq>`, and the
  * highest sequence is the current one.
  */
 export const LEASE_SEQ = "sbx.dev/lease-seq";
-const ANNOTATION_PREFIXES = ["sbx.dev/", ANNOTATIONS.userPrefix];
 
 /**
  * How a deployment's Docker objects read as sessions. Containers carry the
@@ -132,21 +131,9 @@ export function readInventory(objects: EngineObjects, settings: InventorySetting
   return { sessions, members };
 }
 
-/** Docker keeps both layers as labels. */
-export function flatten(meta: SessionMeta): Record<string, string> {
-  return { ...meta.annotations, ...meta.labels };
-}
-
-/** Labels back into the two layers: sbx's selector keys are labels, its other keys annotations. */
+/** Docker keeps both layers as labels: sbx's selector keys are labels, its other keys annotations. */
 export function split(all: Record<string, string>): SessionMeta {
-  const labels: Record<string, string> = {};
-  const annotations: Record<string, string> = {};
-  for (const [key, value] of Object.entries(all)) {
-    if (SELECTOR_KEYS.has(key)) labels[key] = value;
-    // The image's own labels (and compose's) are not the session's.
-    else if (ANNOTATION_PREFIXES.some((prefix) => key.startsWith(prefix))) annotations[key] = value;
-  }
-  return { labels, annotations };
+  return sessionMetaOf(all, all);
 }
 
 function stateOf(

@@ -1,6 +1,7 @@
-import type { V1Pod } from "@kubernetes/client-node";
-import type { FailureReason } from "@sbx/protocol";
-import type { BackendState, Endpoint } from "../backend.js";
+import type { V1PersistentVolumeClaim, V1Pod } from "@kubernetes/client-node";
+import { ANNOTATIONS, type FailureReason, LABELS } from "@sbx/protocol";
+import type { BackendSession, BackendState, Endpoint } from "../backend.js";
+import { sessionMetaOf } from "../core/session-meta.js";
 import { exitDescription } from "../exit-description.js";
 import { RUNNERD_PORT } from "../runtime-contract.js";
 
@@ -99,4 +100,33 @@ function waitsForVolume(message: string | undefined): boolean {
 function limitText(pod: V1Pod): string {
   const limit = pod.spec?.containers.find((c) => c.name === RUNNERD_CONTAINER)?.resources?.limits?.memory;
   return limit ? ` (limit ${limit})` : "";
+}
+
+/** A Pod as its session: undefined for a Pod without a session id. `claim`: its workspace's, which tells a stop. */
+export function sessionOfPod(pod: V1Pod, claim?: V1PersistentVolumeClaim): BackendSession | undefined {
+  const labels = pod.metadata?.labels ?? {};
+  const id = labels[LABELS.sessionId];
+  if (id === undefined) return undefined;
+  const read = podState(pod);
+  const stopping = read.state.phase === "terminating" && claim?.metadata?.annotations?.[ANNOTATIONS.stoppedAt];
+  const { state, endpoint } = stopping ? { state: { phase: "stopping" as const }, endpoint: undefined } : read;
+  return { id, meta: sessionMetaOf(labels, pod.metadata?.annotations ?? {}), state, endpoint };
+}
+
+/**
+ * A workspace claim whose Pod is gone: a stopped session (the claim carries the stop), or a Pod
+ * removed behind our back (our creates make the Pod first).
+ */
+export function sessionOfOrphanClaim(claim: V1PersistentVolumeClaim): BackendSession | undefined {
+  const labels = claim.metadata?.labels ?? {};
+  const id = labels[LABELS.sessionId];
+  if (id === undefined || claim.metadata?.deletionTimestamp) return undefined;
+  const annotations = claim.metadata?.annotations ?? {};
+  const at = Number(annotations[ANNOTATIONS.stoppedAt]);
+  return {
+    id,
+    meta: sessionMetaOf(labels, annotations),
+    state: Number.isFinite(at) && at > 0 ? { phase: "stopped", at } : { phase: "failed", reason: removedReason(null) },
+    endpoint: undefined,
+  };
 }
