@@ -14,13 +14,30 @@ export const EVENT_STREAM_ACCEPT = `${EXEC_FRAMES_MEDIA_TYPE}, ${SSE_FRAMING.med
 export function readExecEvents(
   body: ReadableStream<Uint8Array>,
   contentType: string | null,
+  /** Ends the reading (the connection is let go) when it fires, even while a read waits. */
+  signal?: AbortSignal,
 ): AsyncGenerator<ExecEvent> {
-  return contentType?.startsWith(EXEC_FRAMES_MEDIA_TYPE) ? readFrameEvents(body) : readSseEvents(body);
+  return contentType?.startsWith(EXEC_FRAMES_MEDIA_TYPE) ? readFrameEvents(body, signal) : readSseEvents(body, signal);
 }
 
-async function* readFrameEvents(body: ReadableStream<Uint8Array>): AsyncGenerator<ExecEvent> {
-  const decoder = new BinaryFrameDecoder();
+/** The body's reader, cancelled when `signal` fires: a pending read then ends as if the stream did. */
+function readerOf(body: ReadableStream<Uint8Array>, signal: AbortSignal | undefined) {
   const reader = body.getReader();
+  const hangUp = () => void reader.cancel().catch(() => undefined);
+  if (signal?.aborted) hangUp();
+  else signal?.addEventListener("abort", hangUp, { once: true });
+  return {
+    reader,
+    release: async () => {
+      signal?.removeEventListener("abort", hangUp);
+      await reader.cancel().catch(() => undefined);
+    },
+  };
+}
+
+async function* readFrameEvents(body: ReadableStream<Uint8Array>, signal?: AbortSignal): AsyncGenerator<ExecEvent> {
+  const decoder = new BinaryFrameDecoder();
+  const { reader, release } = readerOf(body, signal);
   try {
     for (;;) {
       const { done, value } = await reader.read();
@@ -28,11 +45,11 @@ async function* readFrameEvents(body: ReadableStream<Uint8Array>): AsyncGenerato
       for (const frame of decoder.push(value)) if (frame.kind === "event") yield frame.event;
     }
   } finally {
-    await reader.cancel().catch(() => undefined);
+    await release();
   }
 }
 
-async function* readSseEvents(body: ReadableStream<Uint8Array>): AsyncGenerator<ExecEvent> {
+async function* readSseEvents(body: ReadableStream<Uint8Array>, signal?: AbortSignal): AsyncGenerator<ExecEvent> {
   const ready: ExecEvent[] = [];
   let invalid: unknown;
   const parser = createParser({
@@ -45,7 +62,7 @@ async function* readSseEvents(body: ReadableStream<Uint8Array>): AsyncGenerator<
     },
   });
   const decoder = new TextDecoder();
-  const reader = body.getReader();
+  const { reader, release } = readerOf(body, signal);
   try {
     for (;;) {
       const { done, value } = await reader.read();
@@ -59,6 +76,6 @@ async function* readSseEvents(body: ReadableStream<Uint8Array>): AsyncGenerator<
     }
   } finally {
     // Leaving early (an exit event, or the caller stopped) releases the connection.
-    await reader.cancel().catch(() => undefined);
+    await release();
   }
 }

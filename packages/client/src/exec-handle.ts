@@ -1,6 +1,8 @@
 import type { ExecEvent, ExitData, Signal } from "@sbx/protocol";
+import pRetry from "p-retry";
 import { ConflictError, ConnectionError, ExecNotFoundError, SandboxError, UpstreamError } from "./errors.js";
 import { readExecEvents } from "./event-stream.js";
+import { Handoff } from "./handoff.js";
 import { OutputTail } from "./output-tail.js";
 
 export interface ExecOptions {
@@ -140,51 +142,81 @@ export class ExecHandle implements AsyncIterable<ExecEvent> {
     }
   }
 
-  /** Events with seq > lastSeq, across as many connections as it takes. */
+  /**
+   * Events with seq > lastSeq, across as many connections as it takes. When to try again is
+   * p-retry's: a stream that delivered events before it broke re-attaches at once and costs no
+   * retry; attempts without progress back off (100 ms doubling to 5 s, randomized) until
+   * `maxReconnects` of them in a row fail.
+   */
   private async *events(): AsyncGenerator<ExecEvent> {
     const maxReconnects = this.options.maxReconnects ?? 10;
-    let failures = 0;
-    for (;;) {
-      let lastError: unknown;
-      try {
-        const response = await this.open();
+    // Ends the connection in use when the caller stops iterating (or stops following).
+    const left = new AbortController();
+    const signal = this.options.signal ? AbortSignal.any([this.options.signal, left.signal]) : left.signal;
+    const handoff = new Handoff<ExecEvent>();
+    let progressed = false;
+    const following = pRetry(
+      async () => {
+        progressed = false;
+        const response = await this.open(signal);
         const body = response.body;
         if (!body) throw new ConnectionError("empty event stream", "EMPTY_STREAM", response.status);
-        for await (const event of readExecEvents(body, response.headers.get("content-type"))) {
+        // The caller stopped following: this connection ends now, not when its next event comes.
+        for await (const event of readExecEvents(body, response.headers.get("content-type"), signal)) {
           // Replays start after our cursor; this guard keeps "exactly once" even if one did not.
           if (event.seq <= this.lastSeq) continue;
           this.lastSeq = event.seq;
-          failures = 0;
-          yield event;
+          progressed = true;
+          await handoff.put(event);
           if (event.type === "exit") return;
         }
-        lastError = new ConnectionError("the event stream ended before the exit event", "STREAM_ENDED", 0);
-      } catch (error) {
-        if (this.options.signal?.aborted) throw this.options.signal.reason ?? error;
-        if (!retryable(error)) throw error;
-        lastError = error;
+        throw new ConnectionError("the event stream ended before the exit event", "STREAM_ENDED", 0);
+      },
+      {
+        retries: maxReconnects,
+        minTimeout: 100,
+        maxTimeout: 5000,
+        randomize: true,
+        signal,
+        shouldConsumeRetry: () => !progressed,
+        shouldRetry: ({ error, retriesConsumed }) => {
+          if (!retryable(error)) return false;
+          this.options.onReconnect?.({ attempt: retriesConsumed + 1, afterSeq: this.lastSeq, error });
+          return true;
+        },
+      },
+    ).catch((error: unknown) => {
+      if (signal.aborted || !retryable(error)) throw error;
+      throw new ConnectionError(
+        `lost exec ${this.execId} after ${maxReconnects} reconnects: ${describeError(error)}`,
+        "RECONNECTS_EXHAUSTED",
+        0,
+        undefined,
+        { cause: error },
+      );
+    });
+    following.then(
+      () => handoff.end(),
+      (error: unknown) => handoff.fail(error),
+    );
+    try {
+      for (;;) {
+        const event = await handoff.take();
+        if (event === undefined) return;
+        yield event;
       }
-      failures++;
-      if (failures > maxReconnects) {
-        throw new ConnectionError(
-          `lost exec ${this.execId} after ${maxReconnects} reconnects: ${describeError(lastError)}`,
-          "RECONNECTS_EXHAUSTED",
-          0,
-          undefined,
-          { cause: lastError },
-        );
-      }
-      this.options.onReconnect?.({ attempt: failures, afterSeq: this.lastSeq, error: lastError });
-      await backoff(failures, this.options.signal);
+    } finally {
+      left.abort(new Error("stopped following"));
+      handoff.end();
     }
   }
 
-  private async open(): Promise<Response> {
+  private async open(signal: AbortSignal): Promise<Response> {
     const initial = this.initial;
     this.initial = undefined;
     if (initial) return initial;
     try {
-      return await this.channel.attach(this.lastSeq, this.options.signal);
+      return await this.channel.attach(this.lastSeq, signal);
     } catch (error) {
       // The start request broke before its answer and the server never heard of the exec: start it now.
       if (error instanceof ExecNotFoundError && this.startIfMissing && this.lastSeq === 0) {
@@ -204,21 +236,6 @@ function retryable(error: unknown): boolean {
   }
   // fetch's body stream breaks with a TypeError ("terminated") when the connection drops.
   return error instanceof TypeError;
-}
-
-async function backoff(attempt: number, signal: AbortSignal | undefined): Promise<void> {
-  const ms = Math.min(5000, 100 * 2 ** (attempt - 1)) * (0.5 + Math.random() / 2);
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(resolve, ms);
-    signal?.addEventListener(
-      "abort",
-      () => {
-        clearTimeout(timer);
-        reject(signal.reason);
-      },
-      { once: true },
-    );
-  });
 }
 
 function describeError(error: unknown): string {

@@ -22,6 +22,7 @@ import { Deadline } from "./deadline.js";
 import { metaOf, recordFromMeta, type SessionRecord } from "./session-record.js";
 import type { KnownSession, SessionRegistry } from "./session-registry.js";
 import { checkLifetime, type ParsedCreateRequest, type ResolvedSpec, resolveSpec } from "./session-spec.js";
+import { SingleFlight } from "./single-flight.js";
 import type { WarmPool } from "./warm-pool.js";
 
 /** How long one control call to runnerd may take (status, env). */
@@ -55,10 +56,10 @@ interface CreateResult {
  */
 export class SessionService {
   /** Creates in flight in this replica, by session id. */
-  private readonly creating = new Map<string, Promise<CreateResult>>();
+  private readonly creating = new SingleFlight<string, CreateResult>();
   /** Stops and resumes in flight in this replica: concurrent calls share one. */
-  private readonly stopping = new Map<string, Promise<Session>>();
-  private readonly resuming = new Map<string, Promise<Session>>();
+  private readonly stopping = new SingleFlight<string, Session>();
+  private readonly resuming = new SingleFlight<string, Session>();
 
   constructor(
     private readonly config: Config,
@@ -95,6 +96,7 @@ export class SessionService {
     const spec = resolveSpec(request, this.config, this.clock.now(), signed?.requestId);
     const id = spec.record.id;
     // One create per id at a time in this replica; the backend's unique names cover other replicas.
+    // A create of the same id already in flight here: its outcome answers this one too.
     const inFlight = this.creating.get(id);
     if (inFlight) {
       const result = await inFlight;
@@ -103,18 +105,14 @@ export class SessionService {
       }
       return { session: result.session, created: false };
     }
-    const attempt = this.createOnce(spec);
-    this.creating.set(id, attempt);
     try {
-      const result = await attempt;
+      const result = await this.creating.run(id, () => this.createOnce(spec));
       this.metrics.creates.inc({ outcome: result.created ? "created" : "existing" });
       if (result.created) this.metrics.createSeconds.observe((performance.now() - started) / 1000);
       return result;
     } catch (error) {
       this.metrics.creates.inc({ outcome: error instanceof ApiError && error.status < 500 ? "refused" : "failed" });
       throw error;
-    } finally {
-      this.creating.delete(id);
     }
   }
 
@@ -229,20 +227,12 @@ export class SessionService {
    * `interrupted`. Idempotent; concurrent calls share one stop.
    */
   stop(id: string, signed?: SignedRequest): Promise<Session> {
-    const inFlight = this.stopping.get(id);
-    if (inFlight) return inFlight;
-    const attempt = this.stopOnce(id, signed).finally(() => this.stopping.delete(id));
-    this.stopping.set(id, attempt);
-    return attempt;
+    return this.stopping.run(id, () => this.stopOnce(id, signed));
   }
 
   /** Starts a stopped session again; concurrent calls (and calls that resume it) share one resume. */
   resume(id: string): Promise<Session> {
-    const inFlight = this.resuming.get(id);
-    if (inFlight) return inFlight;
-    const attempt = this.resumeOnce(id).finally(() => this.resuming.delete(id));
-    this.resuming.set(id, attempt);
-    return attempt;
+    return this.resuming.run(id, () => this.resumeOnce(id));
   }
 
   private async stopOnce(id: string, signed?: SignedRequest): Promise<Session> {
@@ -558,7 +548,7 @@ export class SessionService {
     // itself (another replica may have just made it).
     const active = sessions.filter((s) => (s.state.phase === "running" || s.state.phase === "starting") && s.id !== id);
     // Creates of this replica not yet visible in the backend count too.
-    const inFlight = [...this.creating.keys()].filter((other) => other !== id && !active.some((s) => s.id === other));
+    const inFlight = this.creating.keys().filter((other) => other !== id && !active.some((s) => s.id === other));
     if (active.length + inFlight.length >= this.config.capacity.global) {
       throw new ApiError("CAPACITY_EXCEEDED", `${this.config.capacity.global} sessions are running`, {
         headers: { "Retry-After": "30" },
