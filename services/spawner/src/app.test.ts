@@ -1,7 +1,12 @@
 import type { ServerResponse } from "node:http";
 import { setTimeout as delay } from "node:timers/promises";
 import { ErrorEnvelopeSchema, type Session, SessionResponseSchema } from "@sbx/protocol";
-import { type InProcessSpawner, type MemoryBackendOptions, startInProcessSpawner } from "@sbx/spawner/testing";
+import {
+  type InProcessSpawner,
+  ManualClock,
+  type MemoryBackendOptions,
+  startInProcessSpawner,
+} from "@sbx/spawner/testing";
 import { afterEach, describe, expect, it } from "vitest";
 import { z } from "zod";
 
@@ -13,8 +18,12 @@ afterEach(async () => {
   }
 });
 
-async function spawner(env: Record<string, string> = {}, backend?: MemoryBackendOptions): Promise<InProcessSpawner> {
-  const s = await startInProcessSpawner({ env, ...(backend ? { backend } : {}) });
+async function spawner(
+  env: Record<string, string> = {},
+  backend?: MemoryBackendOptions,
+  clock?: ManualClock,
+): Promise<InProcessSpawner> {
+  const s = await startInProcessSpawner({ env, ...(backend ? { backend } : {}), ...(clock ? { clock } : {}) });
   started.push(s);
   return s;
 }
@@ -283,46 +292,50 @@ describe("stopping and resuming", () => {
   });
 
   it("stops idle sessions instead of deleting them, and still deletes stopped ones at their TTL", async () => {
-    const s = await spawner();
+    const clock = new ManualClock();
+    const s = await spawner({}, undefined, clock);
     await s.json("POST", "/v1/sessions", { id: "dozy", org: "acme", idleTimeoutMs: 1000, ttlMs: 2500 });
-    await delay(1100);
+    await clock.advance(1100);
     expect(await s.spawner.sweeper.sweep()).toEqual([{ id: "dozy", reason: "idle", stopped: true }]);
     expect(sessionOf((await s.json("GET", "/v1/sessions/dozy")).body).state).toBe("stopped");
     // Asleep, it is not idle any more; its TTL still ends it.
     expect(await s.spawner.sweeper.sweep()).toEqual([]);
-    await delay(1500);
+    await clock.advance(1500);
     expect(await s.spawner.sweeper.sweep()).toEqual([{ id: "dozy", reason: "ttl" }]);
     expect((await s.json("GET", "/v1/sessions/dozy")).status).toBe(404);
   });
 
   it("deletes idle sessions whose profile says so", async () => {
-    const s = await spawner({ SPAWNER_IDLE_ACTION: "delete" });
+    const clock = new ManualClock();
+    const s = await spawner({ SPAWNER_IDLE_ACTION: "delete" }, undefined, clock);
     await s.json("POST", "/v1/sessions", { id: "gone", org: "acme", idleTimeoutMs: 1000 });
-    await delay(1100);
+    await clock.advance(1100);
     expect(await s.spawner.sweeper.sweep()).toEqual([{ id: "gone", reason: "idle" }]);
   });
 });
 
 describe("the sweeper", () => {
   it("removes a failed session only once its reason has been readable for the retention", async () => {
-    const s = await spawner({ SPAWNER_FAILED_RETENTION_MS: "400" });
+    const clock = new ManualClock();
+    const s = await spawner({ SPAWNER_FAILED_RETENTION_MS: "400" }, undefined, clock);
     await s.json("POST", "/v1/sessions", { id: "kept", org: "acme" });
-    await s.backend.fail("kept", { code: "exited", message: "exited with code 3", exitCode: 3, at: Date.now() });
+    await s.backend.fail("kept", { code: "exited", message: "exited with code 3", exitCode: 3, at: clock.now() });
     expect(await s.spawner.sweeper.sweep()).toEqual([]);
     expect(sessionOf((await s.json("GET", "/v1/sessions/kept")).body).state).toBe("failed");
-    await delay(500);
+    await clock.advance(500);
     expect(await s.spawner.sweeper.sweep()).toEqual([{ id: "kept", reason: "failed" }]);
     expect((await s.json("GET", "/v1/sessions/kept")).status).toBe(404);
   });
 
   it("ends a session at its TTL, stops an idle one, and keeps one that is busy", async () => {
-    const s = await spawner();
+    const clock = new ManualClock();
+    const s = await spawner({}, undefined, clock);
     await s.json("POST", "/v1/sessions", { id: "brief", org: "acme", ttlMs: 1000 });
     await s.json("POST", "/v1/sessions", { id: "idle", org: "acme", idleTimeoutMs: 1000 });
     await s.json("POST", "/v1/sessions", { id: "busy", org: "acme", idleTimeoutMs: 1000 });
     const busy = await s.request("POST", "/v1/sessions/busy/execs", { body: JSON.stringify({ execId: "work" }) });
     const stream = follow(busy);
-    await delay(1100);
+    await clock.advance(1100);
     const reaped = await s.spawner.sweeper.sweep();
     expect(reaped.sort((x, y) => x.id.localeCompare(y.id))).toEqual([
       { id: "brief", reason: "ttl" },

@@ -65,7 +65,10 @@ export function createSpawner(deps: SpawnerDeps): Spawner {
     },
   });
   // One verifier, so one nonce cache per process.
-  const auth = signatureAuth(config.devInsecure ? undefined : new RequestVerifier(config.hmacKeys, clock.now), log);
+  const auth = signatureAuth(
+    config.devInsecure ? undefined : new RequestVerifier(config.hmacKeys, () => clock.now()),
+    log,
+  );
   app.use("*", async (c, next) => {
     if (PUBLIC_PATHS.has(c.req.path)) return next();
     if (isStreamingUpload(c.req.method, c.req.path)) return auth(c, next);

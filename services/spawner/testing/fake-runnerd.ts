@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { Socket } from "node:net";
+import type { Clock } from "@sbx/edge";
 import { encodeSseEvent, REQUEST_ID_HEADER, SSE_HEARTBEAT, sha256Hex } from "@sbx/protocol";
 
 /**
@@ -16,9 +17,9 @@ export class FakeRunnerd {
   readonly server: Server;
   private readonly sockets = new Set<Socket>();
   private readonly env = new Map<string, string>();
-  private lastActivityAt = Date.now();
+  private lastActivityAt: number;
   private readonly incarnation = randomUUID();
-  private readonly bootedAt = Date.now();
+  private readonly bootedAt: number;
   /** Open event streams by exec id. */
   private readonly streams = new Map<string, Set<ServerResponse>>();
   private liveExecs = new Set<string>();
@@ -31,8 +32,11 @@ export class FakeRunnerd {
 
   constructor(
     private readonly tokenSha256: string,
+    private readonly clock: Clock,
     answers: Readonly<Record<string, RouteAnswer>> = {},
   ) {
+    this.bootedAt = clock.now();
+    this.lastActivityAt = this.bootedAt;
     for (const [route, answer] of Object.entries(answers)) this.answers.set(route, answer);
     this.server = createServer((req, res) => this.handle(req, res));
     this.server.on("connection", (socket) => {
@@ -126,7 +130,7 @@ export class FakeRunnerd {
         liveExecs: this.liveExecs.size,
       });
     }
-    this.lastActivityAt = Date.now();
+    this.lastActivityAt = this.clock.now();
     if (route === "GET /v1/env") return json(res, 200, { names: this.envNames() });
     if (route === "GET /v1/execs") {
       return json(res, 200, { execs: [...this.liveExecs].map((execId) => ({ execId, state: "running" })) });
@@ -156,7 +160,7 @@ export class FakeRunnerd {
   private stream(execId: string, res: ServerResponse, started: boolean): void {
     res.writeHead(200, { "content-type": "text/event-stream", "x-exec-id": execId });
     if (started)
-      res.write(encodeSseEvent({ seq: 1, type: "started", data: { execId, pid: 4242, startedAt: Date.now() } }));
+      res.write(encodeSseEvent({ seq: 1, type: "started", data: { execId, pid: 4242, startedAt: this.clock.now() } }));
     else res.write(SSE_HEARTBEAT);
     let open = this.streams.get(execId);
     if (!open) {

@@ -37,7 +37,9 @@ export async function startInProcessSpawner(
     SPAWNER_CREATE_TIMEOUT_MS: "3000",
     ...options.env,
   });
-  const backend = options.backend instanceof MemoryBackend ? options.backend : new MemoryBackend(options.backend);
+  const clock = options.clock ?? systemClock;
+  const backend =
+    options.backend instanceof MemoryBackend ? options.backend : new MemoryBackend({ clock, ...options.backend });
   let logged = "";
   const sink = new Writable({
     write(chunk: Buffer, _encoding, done) {
@@ -46,7 +48,7 @@ export async function startInProcessSpawner(
     },
   });
   const log = createLogger("spawner", "debug", sink);
-  const spawner = createSpawner({ config, backend, version: "test", clock: options.clock ?? systemClock, log });
+  const spawner = createSpawner({ config, backend, version: "test", clock, log });
   const stopFollowing = spawner.registry.follow();
   const server: Server = createServer(getRequestListener(spawner.app.fetch));
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
@@ -56,7 +58,14 @@ export async function startInProcessSpawner(
   const request = (method: string, pathWithQuery: string, init: { body?: string; signal?: AbortSignal } = {}) =>
     fetch(`${url}${pathWithQuery}`, {
       method,
-      headers: signRequest({ keyId: TEST_KEY.id, secret: TEST_KEY.secret, method, pathWithQuery, body: init.body }),
+      headers: signRequest({
+        keyId: TEST_KEY.id,
+        secret: TEST_KEY.secret,
+        method,
+        pathWithQuery,
+        body: init.body,
+        now: clock.now(),
+      }),
       ...(init.body === undefined ? {} : { body: init.body }),
       ...(init.signal ? { signal: init.signal } : {}),
     });

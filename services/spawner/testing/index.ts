@@ -6,4 +6,5 @@
 export { type ConformanceHarness, runBackendConformance } from "./backend-conformance.js";
 export { FakeRunnerd, type RouteAnswer } from "./fake-runnerd.js";
 export { type InProcessSpawner, startInProcessSpawner, TEST_KEY } from "./in-process-spawner.js";
+export { ManualClock } from "./manual-clock.js";
 export { MemoryBackend, type MemoryBackendOptions } from "./memory-backend.js";

@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { setTimeout as delay } from "node:timers/promises";
+import { type Clock, sleep, systemClock } from "@sbx/edge";
 import { ANNOTATIONS, type FailureReason, LABELS, type Lease, leaseAnnotations } from "@sbx/protocol";
 import type {
   BackendCapabilities,
@@ -34,6 +34,8 @@ export interface MemoryBackendOptions {
   silentImages?: string[];
   /** How long a start takes before runnerd answers. */
   startDelayMs?: number;
+  /** Its time (lock expiries, stop times, start delays) and its fake runnerds' (default: the system's). */
+  clock?: Clock;
   /** What the platform it stands in for can do (default: everything). */
   capabilities?: Partial<BackendCapabilities>;
   /** Routes every session's runnerd answers by hand (see FakeRunnerd.answer). */
@@ -55,6 +57,7 @@ interface Entry {
 export class MemoryBackend implements SessionBackend {
   readonly kind: SessionBackend["kind"];
   readonly capabilities: BackendCapabilities;
+  private readonly clock: Clock;
   private readonly entries = new Map<string, Entry>();
   private readonly listeners = new Set<SessionListener>();
   private reachable = true;
@@ -65,6 +68,7 @@ export class MemoryBackend implements SessionBackend {
 
   constructor(private readonly options: MemoryBackendOptions = {}) {
     this.kind = options.kind ?? "docker";
+    this.clock = options.clock ?? systemClock;
     this.capabilities = { stopsKeepEveryWorkspace: true, renewableLocks: true, ...options.capabilities };
     this.images = new Set(options.images ?? ["sbx-runtime:latest"]);
   }
@@ -93,13 +97,13 @@ export class MemoryBackend implements SessionBackend {
     this.entries.set(spec.id, entry);
     this.emit(spec.id);
     try {
-      if (this.options.startDelayMs) await delay(this.options.startDelayMs, undefined, { signal });
+      if (this.options.startDelayMs) await sleep(this.clock, this.options.startDelayMs, signal);
       if (quitting) {
         throw new StartFailedError({
           code: "exited",
           message: "the session container exited with code 1 before runnerd answered",
           exitCode: 1,
-          at: Date.now(),
+          at: this.clock.now(),
         });
       }
       if (silent) {
@@ -107,7 +111,11 @@ export class MemoryBackend implements SessionBackend {
           signal.addEventListener("abort", () => reject(new StartTimeoutError("no address in time")), { once: true });
         });
       }
-      const runnerd = new FakeRunnerd(spec.runnerdEnv.RUNNERD_TOKEN_SHA256 ?? "", this.options.runnerdAnswers);
+      const runnerd = new FakeRunnerd(
+        spec.runnerdEnv.RUNNERD_TOKEN_SHA256 ?? "",
+        this.clock,
+        this.options.runnerdAnswers,
+      );
       const port = await runnerd.listen();
       if (this.entries.get(spec.id) !== entry) {
         await runnerd.stop();
@@ -179,9 +187,9 @@ export class MemoryBackend implements SessionBackend {
   async tryLock(name: string, options: { ttlMs: number }): Promise<HeldLock | undefined> {
     this.check();
     const held = this.locks.get(name);
-    if (held !== undefined && held.expires > Date.now()) return undefined;
+    if (held !== undefined && held.expires > this.clock.now()) return undefined;
     const token = randomUUID();
-    this.locks.set(name, { expires: Date.now() + options.ttlMs, token });
+    this.locks.set(name, { expires: this.clock.now() + options.ttlMs, token });
     return { name, token };
   }
 
@@ -192,8 +200,8 @@ export class MemoryBackend implements SessionBackend {
   async renewLock(lock: HeldLock, ttlMs: number): Promise<boolean> {
     this.check();
     const held = this.locks.get(lock.name);
-    if (held?.token !== lock.token || held.expires <= Date.now()) return false;
-    held.expires = Date.now() + ttlMs;
+    if (held?.token !== lock.token || held.expires <= this.clock.now()) return false;
+    held.expires = this.clock.now() + ttlMs;
     return true;
   }
 
@@ -209,7 +217,7 @@ export class MemoryBackend implements SessionBackend {
     entry.session = { ...entry.session, state: { phase: "stopping" }, endpoint: undefined };
     this.emit(id);
     await entry.runnerd?.stop();
-    entry.session = { ...entry.session, state: { phase: "stopped", at: Date.now() } };
+    entry.session = { ...entry.session, state: { phase: "stopped", at: this.clock.now() } };
     this.emit(id);
   }
 
@@ -230,7 +238,7 @@ export class MemoryBackend implements SessionBackend {
     const entry = this.entries.get(spec.id);
     if (!entry?.runnerd) throw new BackendNotFoundError(`no session ${spec.id}`);
     if (entry.session.state.phase === "running") return entry.session;
-    if (this.options.startDelayMs) await delay(this.options.startDelayMs, undefined, { signal });
+    if (this.options.startDelayMs) await sleep(this.clock, this.options.startDelayMs, signal);
     const port = await entry.runnerd.listen();
     entry.session = { ...entry.session, state: { phase: "running" }, endpoint: { host: "127.0.0.1", port } };
     this.emit(spec.id);

@@ -1,5 +1,4 @@
-import { setTimeout as delay } from "node:timers/promises";
-import type { Clock, Logger } from "@sbx/edge";
+import { type Clock, type Logger, sleep } from "@sbx/edge";
 import {
   ApiError,
   type PatchSessionRequestSchema,
@@ -246,7 +245,7 @@ export class SessionService {
     // A stop under way elsewhere: this one ends when that one does.
     const waitUntil = this.clock.now() + (this.config.terminationGraceSeconds + 30) * 1000;
     while (known.state.phase === "stopping" && this.clock.now() < waitUntil) {
-      await delay(200);
+      await sleep(this.clock, 200);
       known = await fresh();
     }
     if (known.state.phase === "stopped") return this.view(known, undefined);
@@ -488,7 +487,7 @@ export class SessionService {
     while (current.state.phase === "starting" || !current.endpoint) {
       if (current.state.phase !== "starting" && current.state.phase !== "running") break;
       if (deadline.expired()) throw new ApiError("RUNNERD_NOT_READY", `session ${found.id} did not start in time`);
-      await delay(50);
+      await sleep(this.clock, 50);
       current = await backendCall(found.id, "create", () => this.backend.find(found.id));
       if (!current) throw new ApiError("SESSION_CONFLICT", `session ${found.id} was removed while being created`);
     }
@@ -536,7 +535,7 @@ export class SessionService {
           );
         }
       }
-      await delay(15);
+      await sleep(this.clock, 15);
     }
     throw new ApiError("RUNNERD_NOT_READY", `runnerd of session ${id} did not answer within ${deadline.ms} ms`, {
       cause: last,

@@ -1,4 +1,4 @@
-import type { Clock, Logger } from "@sbx/edge";
+import { type Clock, type Logger, sleep, type Timer } from "@sbx/edge";
 import { ANNOTATIONS, LABELS } from "@sbx/protocol";
 import { customAlphabet } from "nanoid";
 import type { BackendSessionSpec, HeldLock, PoolMember, SessionBackend } from "../backends/backend.js";
@@ -83,7 +83,7 @@ export class WarmPool {
     this.metrics.poolClaims.inc({ profile: member.profile });
     // Shortly, not at once: starting a container is heavy, and the new session's first calls
     // (made right after its create answered) should not wait behind it.
-    setTimeout(() => void this.fill(), REFILL_DELAY_MS).unref();
+    this.clock.setTimeout(() => void this.fill(), REFILL_DELAY_MS, { unref: true });
   }
 
   /** Stops filling and gives back the locks held (members being started are left to the next filler). */
@@ -182,8 +182,19 @@ export class WarmPool {
       });
     if (!taken) return;
     this.log.debug({ lock }, "took a pool lock");
-    const renewing = renewable ? setInterval(() => this.renew(taken, ttlMs), ttlMs / 3) : undefined;
-    renewing?.unref();
+    // Every third of its lifetime, while held.
+    let renewing: Timer | undefined;
+    const renewSoon = () => {
+      renewing = this.clock.setTimeout(
+        () => {
+          this.renew(taken, ttlMs);
+          renewSoon();
+        },
+        ttlMs / 3,
+        { unref: true },
+      );
+    };
+    if (renewable) renewSoon();
     try {
       // Closed while the lock was being taken: give it back at once (below), fill nothing.
       if (this.closed) return;
@@ -224,7 +235,7 @@ export class WarmPool {
     } catch (error) {
       this.log.warn({ profile: name, err: error }, "could not fill the warm pool");
     } finally {
-      clearInterval(renewing);
+      if (renewing) this.clock.clearTimeout(renewing);
       // Unless close() already gave it back.
       await this.release(lock);
     }
@@ -253,7 +264,7 @@ export class WarmPool {
           break;
         } catch (error) {
           if (deadline.expired()) throw error;
-          await new Promise((r) => setTimeout(r, 20));
+          await sleep(this.clock, 20);
         }
       }
       await client.warmUp(Math.max(1000, deadline.remainingMs()));
