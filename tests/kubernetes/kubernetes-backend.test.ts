@@ -57,7 +57,6 @@ if (skip) {
     return {
       backend,
       images: { runs: RUNTIME_IMAGE, missing: MISSING_IMAGE, quits, silent, oom },
-      realRunnerd: true,
       stoppableWorkspace: { persistent: true, sizeMb: 256, storageClass: STORAGE_CLASS },
       createTimeoutMs: 60_000,
       kill: killRunnerd,

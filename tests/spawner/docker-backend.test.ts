@@ -31,7 +31,6 @@ if (skip) {
     return {
       backend,
       images: { runs: RUNTIME_IMAGE, missing: MISSING_IMAGE, quits, silent, oom },
-      realRunnerd: true,
       createTimeoutMs: 30_000,
       kill: async (s) => {
         await docker("kill", backend.containerName(s.id));

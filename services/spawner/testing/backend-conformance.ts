@@ -50,8 +50,6 @@ export interface ConformanceHarness {
   workspace?: WorkspaceSpec;
   /** A workspace that outlives its container or Pod, for the stop and resume test (default: `workspace`). */
   stoppableWorkspace?: WorkspaceSpec;
-  /** Whether sessions run the real runnerd (files survive a stop), or a stand-in. */
-  realRunnerd: boolean;
   /** How long to give a create before the test calls it stuck. */
   createTimeoutMs: number;
   /** Kills the session's container or Pod as a crash would (SIGKILL). */
@@ -364,20 +362,44 @@ export function runBackendConformance(name: string, setup: () => Promise<Conform
     );
 
     it(
-      "gives up at the deadline its signal carries, leaving nothing",
+      "gives up at the deadline its signal carries, removing what it made; a silent runnerd is the caller's to time out",
       async () => {
+        // The deadline passes while the platform is starting the session (its container or Pod
+        // exists, it has no address yet): the create ends StartTimeoutError and leaves nothing.
         const id = newId("late");
+        const deadline = new AbortController();
+        const stopWatching = h.backend.watch((seen) => {
+          if (seen === id) deadline.abort(new Error("the test's deadline"));
+        });
         const error = await h.backend
-          .create(specOf(id, h.images.silent).spec, AbortSignal.timeout(1500))
-          .catch((e: unknown) => e);
-        // A silent runnerd may still get an address: then the create returns and the caller's
-        // own wait for runnerd enforces the deadline. Either way nothing is left on failure.
-        if (error instanceof Error) {
-          expect(error).toBeInstanceOf(StartTimeoutError);
-          await nothingLeftOf(id);
+          .create(specOf(id, h.images.runs).spec, deadline.signal)
+          .catch((e: unknown) => e)
+          .finally(stopWatching);
+        expect(deadline.signal.aborted).toBe(true);
+        expect(error).toBeInstanceOf(StartTimeoutError);
+        await nothingLeftOf(id);
+
+        // A runnerd that never answers: a backend that gives it an address returns it, and the
+        // caller's own wait for runnerd ends the create; one that never gets an address times out.
+        const silent = newId("silent");
+        const made: BackendSession | Error = await h.backend
+          .create(specOf(silent, h.images.silent).spec, AbortSignal.timeout(1500))
+          .catch((e: unknown) => (e instanceof Error ? e : new Error(String(e))));
+        if (made instanceof Error) {
+          expect(made).toBeInstanceOf(StartTimeoutError);
         } else {
-          await h.backend.destroy(id);
+          if (!made.endpoint) throw new Error("a created session without an address");
+          const answered = await fetch(`http://${made.endpoint.host}:${made.endpoint.port}/healthz`, {
+            signal: AbortSignal.timeout(1000),
+          }).then(
+            () => true,
+            () => false,
+          );
+          expect(answered).toBe(false);
+          expect(await h.backend.destroy(silent)).toBe(true);
         }
+        await nothingLeftOf(silent);
+
         const aborted = newId("aborted");
         const controller = new AbortController();
         controller.abort();
@@ -445,7 +467,7 @@ export function runBackendConformance(name: string, setup: () => Promise<Conform
         if (!made.endpoint) throw new Error("no endpoint");
         const s = { id, endpoint: made.endpoint, token };
         await runnerdAnswers(s);
-        if (h.realRunnerd) await putFile(s, "kept.txt", "before the stop");
+        await putFile(s, "kept.txt", "before the stop");
         const leaseOf = async () => leaseOfAnnotations((await h.backend.find(id))?.meta.annotations ?? {});
         const lease = { expiresAt: Date.now() + 3_600_000, idleTimeoutMs: 60_000 };
         await h.backend.setLease(id, lease);
@@ -468,7 +490,7 @@ export function runBackendConformance(name: string, setup: () => Promise<Conform
         if (!resumed.endpoint) throw new Error("no endpoint after resume");
         const again = { id, endpoint: resumed.endpoint, token };
         await runnerdAnswers(again);
-        if (h.realRunnerd) expect(await getFile(again, "kept.txt")).toBe("before the stop");
+        expect(await getFile(again, "kept.txt")).toBe("before the stop");
         expect((await h.backend.find(id))?.state.phase).toBe("running");
         expect(await leaseOf()).toEqual(later);
         expect(await h.backend.destroy(id)).toBe(true);
@@ -513,7 +535,7 @@ export function runBackendConformance(name: string, setup: () => Promise<Conform
         const memberId = newId("p");
         const member = await createMember(memberId);
         await runnerdAnswers(member);
-        if (h.realRunnerd) await putFile(member, "warm.txt", "made before the claim");
+        await putFile(member, "warm.txt", "made before the claim");
         const listed = (await h.backend.listPool()).find((m) => m.memberId === memberId);
         expect(listed).toMatchObject({
           memberId,
@@ -550,8 +572,7 @@ export function runBackendConformance(name: string, setup: () => Promise<Conform
         expect(record?.runnerdKey).toBe(memberId);
         expect((await h.backend.list()).map((x) => x.id)).toContain(winner.id);
         for (const lost of ids.filter((id) => id !== winner.id)) expect(await h.backend.find(lost)).toBeUndefined();
-        if (h.realRunnerd)
-          expect(await getFile({ ...member, id: winner.id }, "warm.txt")).toBe("made before the claim");
+        expect(await getFile({ ...member, id: winner.id }, "warm.txt")).toBe("made before the claim");
 
         expect(await h.backend.destroy(winner.id)).toBe(true);
         await nothingLeftOf(winner.id);

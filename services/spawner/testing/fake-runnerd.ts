@@ -25,6 +25,8 @@ export class FakeRunnerd {
   private liveExecs = new Set<string>();
   /** When frozen, the server accepts and reads but never answers: a container that died without a RST. */
   private frozen = false;
+  /** The workspace's files, by path. */
+  private readonly files = new Map<string, string>();
   /** Signed request ids acted on. */
   private readonly requests = new Set<string>();
   /** Answers that replace the usual ones, by route (`GET /v1/status`): a runnerd the session has subverted. */
@@ -132,6 +134,19 @@ export class FakeRunnerd {
     }
     this.lastActivityAt = this.clock.now();
     if (route === "GET /v1/env") return json(res, 200, { names: this.envNames() });
+    // Files kept in memory, as a workspace on a volume: they outlive a stop of this runnerd.
+    if (route === "PUT /v1/files/content") {
+      const path = url.searchParams.get("path") ?? "";
+      this.files.set(path, body);
+      return json(res, 200, { path, size: Buffer.byteLength(body) });
+    }
+    if (route === "GET /v1/files/content") {
+      const file = this.files.get(url.searchParams.get("path") ?? "");
+      if (file === undefined) return json(res, 404, { error: { code: "FILE_NOT_FOUND", message: "no such file" } });
+      res.writeHead(200, { "content-type": "application/octet-stream" });
+      res.end(file);
+      return;
+    }
     if (route === "GET /v1/execs") {
       return json(res, 200, { execs: [...this.liveExecs].map((execId) => ({ execId, state: "running" })) });
     }

@@ -16,7 +16,6 @@ runBackendConformance("in-memory", async () => {
       silent: "sbx-silent:latest",
       oom: "sbx-oom:latest",
     },
-    realRunnerd: false,
     createTimeoutMs: 5000,
     kill: (s) =>
       backend.fail(s.id, { code: "exited", message: "exited with code 137 (SIGKILL)", exitCode: 137, at: Date.now() }),

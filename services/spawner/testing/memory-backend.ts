@@ -121,6 +121,11 @@ export class MemoryBackend implements SessionBackend {
         await runnerd.stop();
         throw new BackendConflictError(`session ${spec.id} was removed while it started`);
       }
+      // As a platform would: a deadline that passed while it started fails the create.
+      if (signal.aborted) {
+        await runnerd.stop();
+        throw new StartTimeoutError("no address in time");
+      }
       entry.runnerd = runnerd;
       entry.session = { ...entry.session, state: { phase: "running" }, endpoint: { host: "127.0.0.1", port } };
       this.emit(spec.id);
