@@ -10,6 +10,7 @@ import {
   SPAWNER_NAMESPACE,
 } from "../support/kubernetes.js";
 import { eventually } from "../support/proc.js";
+import { skippedBecause, skipUnlessPlatform } from "../support/skips.js";
 
 /** The parts of `kubectl get pods -o json` these tests read. */
 const PodListSchema = z.object({
@@ -28,15 +29,18 @@ const PodListSchema = z.object({
   ),
 });
 
-const skip = await kubernetesUnavailable();
-if (skip) console.warn(`SKIPPING the deploy/kubernetes manifests test: ${skip}`);
+const skip = skipUnlessPlatform(
+  "a Kubernetes cluster",
+  await kubernetesUnavailable(),
+  "the deploy/kubernetes manifests test",
+);
 
 /** The development secret overlays/local (and the README) publish. */
 const DEV_SECRET = "sbx-dev-secret-0123456789abcdef";
 /** The deployment name the base manifests give the spawner (SPAWNER_DEPLOYMENT). */
 const DEPLOYMENT = "default";
 
-describe.skipIf(skip !== undefined)("deploy/kubernetes/overlays/local on a real cluster", () => {
+describe("deploy/kubernetes/overlays/local on a real cluster", skippedBecause(skip), () => {
   let url: string;
 
   beforeAll(async () => {

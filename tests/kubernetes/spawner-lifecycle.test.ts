@@ -9,9 +9,13 @@ import {
   startKubeSpawner,
 } from "../support/kubernetes.js";
 import { runLifecycleSuite } from "../support/lifecycle-suite.js";
+import { skipUnlessPlatform } from "../support/skips.js";
 
-const skip = await kubernetesUnavailable();
-if (skip) console.warn(`SKIPPING spawner lifecycle tests on Kubernetes: ${skip}`);
+const skip = skipUnlessPlatform(
+  "a Kubernetes cluster",
+  await kubernetesUnavailable(),
+  "spawner lifecycle tests on Kubernetes",
+);
 
 runLifecycleSuite({
   backend: "kubernetes",

@@ -6,6 +6,7 @@ import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { eventually, isAlive } from "../support/proc.js";
 import { RUNNERD_BUNDLE, startRunnerd } from "../support/runnerd.js";
+import { skippedBecause, skipUnlessPlatform } from "../support/skips.js";
 import { exitOf, readEvents, textOf } from "../support/sse.js";
 
 const TINI = ["/usr/bin/tini", "/sbin/tini"].find((p) => existsSync(p));
@@ -21,8 +22,11 @@ function namespaceUnavailable(): string | undefined {
   }
   return undefined;
 }
-const skipReason = namespaceUnavailable();
-if (skipReason) console.warn(`SKIPPING PID-namespace tests: ${skipReason}`);
+const skipReason = skipUnlessPlatform(
+  "a fresh PID namespace (root, unshare, tini)",
+  namespaceUnavailable(),
+  "PID-namespace tests",
+);
 
 describe("shutdown", () => {
   it("stops every exec's processes on SIGTERM and exits cleanly within the grace", async () => {
@@ -74,7 +78,7 @@ describe("shutdown", () => {
   });
 });
 
-describe.skipIf(skipReason !== undefined)("in a fresh PID namespace", () => {
+describe("in a fresh PID namespace", skippedBecause(skipReason), () => {
   const namespace = ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child=SIGTERM"];
 
   it("leaves no zombie behind under tini, however the execs fork", async () => {

@@ -3,11 +3,11 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { z } from "zod";
 import { docker, dockerUnavailable, inspect, removeDeployment } from "../support/docker.js";
 import { sleep } from "../support/proc.js";
+import { skippedBecause, skipUnlessPlatform } from "../support/skips.js";
 import { type SpawnerHandle, startSpawner } from "../support/spawner.js";
 import { readEvents } from "../support/sse.js";
 
-const skip = await dockerUnavailable();
-if (skip) console.warn(`SKIPPING containment tests: ${skip}`);
+const skip = skipUnlessPlatform("Docker", await dockerUnavailable(), "containment tests");
 
 /** What a test sees of one `?wait=true` exec. */
 async function run(spawner: SpawnerHandle, id: string, body: Record<string, unknown>) {
@@ -16,7 +16,7 @@ async function run(spawner: SpawnerHandle, id: string, body: Record<string, unkn
   return ExecResultSchema.parse(result.body);
 }
 
-describe.skipIf(skip !== undefined)("an exec cannot take down its session, escape cancel, or reach past it", () => {
+describe("an exec cannot take down its session, escape cancel, or reach past it", skippedBecause(skip), () => {
   let spawner: SpawnerHandle;
 
   beforeAll(async () => {
