@@ -22,3 +22,18 @@ export async function eventually(predicate: () => boolean | Promise<boolean>, ti
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Polls `measure` until `done` holds of its value or `timeoutMs` passes; returns the last value measured. */
+export async function pollUntil<T>(
+  measure: () => Promise<T>,
+  done: (value: T) => boolean,
+  timeoutMs: number,
+  intervalMs = 25,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await measure();
+    if (done(value) || Date.now() > deadline) return value;
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+}
