@@ -41,10 +41,14 @@ describe("shutdown", () => {
     const started = events[0];
     if (started?.type !== "started") throw new Error("no started event");
     let grandchild = 0;
-    await eventually(async () => {
+    const written = await eventually(async () => {
       grandchild = Number((await readFile(path.join(runnerd.root, "gc.pid"), "utf8").catch(() => "")).trim());
-      return grandchild > 0;
+      return grandchild > 1;
     });
+    // Without these, a grandchild never found (pid 0) would pass as "not alive" below.
+    expect(written, "the grandchild wrote its pid to gc.pid").toBe(true);
+    expect(isAlive(grandchild), `grandchild ${grandchild} runs before the stop`).toBe(true);
+    expect(isAlive(started.data.pid), "the exec's shell runs before the stop").toBe(true);
     const before = Date.now();
     const result = await runnerd.stop();
     expect(result).toEqual({ code: 0, signal: null });

@@ -1,7 +1,11 @@
 import { readFileSync } from "node:fs";
 
-/** True while a process exists and is not a zombie (Linux /proc). */
+/**
+ * True while a process exists and is not a zombie (Linux /proc). A pid that is no process id (0,
+ * negative, not an integer: a pid never found) throws rather than read as "not alive".
+ */
 export function isAlive(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) throw new Error(`isAlive(${pid}): not a process id`);
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, "latin1");
     const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
