@@ -3,6 +3,7 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { dockerUnavailable, removeDeployment } from "../support/docker.js";
+import { skippedBecause, skipUnlessPlatform } from "../support/skips.js";
 import { type SpawnerHandle, startSpawner } from "../support/spawner.js";
 
 const run = promisify(execFile);
@@ -19,10 +20,9 @@ async function bunUnavailable(): Promise<string | undefined> {
   }
 }
 
-const skip = await bunUnavailable();
-if (skip) console.warn(`SKIPPING the SDK-under-Bun test: ${skip}`);
+const skip = skipUnlessPlatform("Docker and bun", await bunUnavailable(), "the SDK-under-Bun test");
 
-describe.skipIf(skip !== undefined)("the SDK under Bun", () => {
+describe("the SDK under Bun", skippedBecause(skip), () => {
   let spawner: SpawnerHandle;
 
   beforeAll(async () => {

@@ -8,11 +8,11 @@ import { SessionSchema } from "@sbx/protocol";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { dockerUnavailable, removeDeployment } from "../support/docker.js";
 import { eventually } from "../support/proc.js";
+import { skippedBecause, skipUnlessPlatform } from "../support/skips.js";
 import { type SpawnerHandle, startSpawner } from "../support/spawner.js";
 
 const CLI = fileURLToPath(new URL("../../packages/client/dist/cli/main.js", import.meta.url));
-const skip = await dockerUnavailable();
-if (skip) console.warn(`SKIPPING CLI tests: ${skip}`);
+const skip = skipUnlessPlatform("Docker", await dockerUnavailable(), "CLI tests");
 
 interface Run {
   code: number | null;
@@ -21,7 +21,7 @@ interface Run {
   stderr: string;
 }
 
-describe.skipIf(skip !== undefined)("the sbx command line against a real spawner", () => {
+describe("the sbx command line against a real spawner", skippedBecause(skip), () => {
   let spawner: SpawnerHandle;
   let local: string;
   let id: string;

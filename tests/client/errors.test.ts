@@ -26,10 +26,10 @@ import {
   MISSING_IMAGE,
   removeDeployment,
 } from "../support/docker.js";
+import { skippedBecause, skipUnlessPlatform } from "../support/skips.js";
 import { type SpawnerHandle, startSpawner } from "../support/spawner.js";
 
-const skip = await dockerUnavailable();
-if (skip) console.warn(`SKIPPING SDK error tests: ${skip}`);
+const skip = skipUnlessPlatform("Docker", await dockerUnavailable(), "SDK error tests");
 
 /** Awaits `promise`, expecting it to fail with an instance of `type` and this code. */
 async function expectError<T extends SandboxError>(
@@ -47,7 +47,7 @@ async function expectError<T extends SandboxError>(
   return error;
 }
 
-describe.skipIf(skip !== undefined)("typed SDK errors, one per error code", () => {
+describe("typed SDK errors, one per error code", skippedBecause(skip), () => {
   let spawner: SpawnerHandle;
   let client: SandboxClient;
   let SILENT_IMAGE: string;

@@ -7,12 +7,12 @@ import { type ExecEvent, SandboxClient } from "@sbx/client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { dockerUnavailable, leftovers, removeDeployment } from "../support/docker.js";
 import { startFlakyProxy } from "../support/flaky-proxy.js";
+import { skippedBecause, skipUnlessPlatform } from "../support/skips.js";
 import { type SpawnerHandle, startSpawner } from "../support/spawner.js";
 
-const skip = await dockerUnavailable();
-if (skip) console.warn(`SKIPPING SDK tests: ${skip}`);
+const skip = skipUnlessPlatform("Docker", await dockerUnavailable(), "SDK tests");
 
-describe.skipIf(skip !== undefined)("the TypeScript SDK against a real spawner", () => {
+describe("the TypeScript SDK against a real spawner", skippedBecause(skip), () => {
   let spawner: SpawnerHandle;
   let client: SandboxClient;
   let local: string;

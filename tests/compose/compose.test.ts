@@ -8,6 +8,7 @@ import { DockerComposeEnvironment, type StartedDockerComposeEnvironment, Wait } 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { backendOf, docker, dockerUnavailable, inspect, leftovers, removeDeployment } from "../support/docker.js";
 import { eventually } from "../support/proc.js";
+import { skippedBecause, skipUnlessPlatform } from "../support/skips.js";
 
 const run = promisify(execFile);
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
@@ -30,8 +31,7 @@ async function composeUnavailable(): Promise<string | undefined> {
   return undefined;
 }
 
-const skip = await composeUnavailable();
-if (skip) console.warn(`SKIPPING the compose smoke test: ${skip}`);
+const skip = skipUnlessPlatform("Docker with compose v2", await composeUnavailable(), "the compose smoke test");
 
 async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -45,7 +45,7 @@ async function freePort(): Promise<number> {
   });
 }
 
-describe.skipIf(skip !== undefined)("docker compose up, then a signed curl", () => {
+describe("docker compose up, then a signed curl", skippedBecause(skip), () => {
   const suffix = randomBytes(3).toString("hex");
   const project = `sbx-smoke-${suffix}`;
   const env = {

@@ -13,13 +13,13 @@ import {
   startKubeSpawner,
 } from "../support/kubernetes.js";
 import { eventually } from "../support/proc.js";
+import { skippedBecause, skipUnlessPlatform } from "../support/skips.js";
 import type { SpawnerHandle } from "../support/spawner.js";
 import { readEvents, textOf } from "../support/sse.js";
 
-const skip = await kubernetesUnavailable();
-if (skip) console.warn(`SKIPPING Kubernetes failure tests: ${skip}`);
+const skip = skipUnlessPlatform("a Kubernetes cluster", await kubernetesUnavailable(), "Kubernetes failure tests");
 
-describe.skipIf(skip !== undefined)("failures on Kubernetes, through the spawner", () => {
+describe("failures on Kubernetes, through the spawner", skippedBecause(skip), () => {
   let spawner: SpawnerHandle;
   let oomImage: string;
   let core: CoreV1Api;

@@ -1,7 +1,9 @@
+import { CoreV1Api, KubeConfig, type V1Pod } from "@kubernetes/client-node";
 import { ExecResultSchema, SessionResponseSchema, signRequest } from "@sbx/protocol";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { z } from "zod";
 import {
+  adminKubeconfig,
   kubectl,
   kubeLeftovers,
   kubernetesUnavailable,
@@ -10,6 +12,7 @@ import {
   SPAWNER_NAMESPACE,
 } from "../support/kubernetes.js";
 import { eventually } from "../support/proc.js";
+import { skippedBecause, skipUnlessPlatform } from "../support/skips.js";
 
 /** The parts of `kubectl get pods -o json` these tests read. */
 const PodListSchema = z.object({
@@ -28,15 +31,18 @@ const PodListSchema = z.object({
   ),
 });
 
-const skip = await kubernetesUnavailable();
-if (skip) console.warn(`SKIPPING the deploy/kubernetes manifests test: ${skip}`);
+const skip = skipUnlessPlatform(
+  "a Kubernetes cluster",
+  await kubernetesUnavailable(),
+  "the deploy/kubernetes manifests test",
+);
 
 /** The development secret overlays/local (and the README) publish. */
 const DEV_SECRET = "sbx-dev-secret-0123456789abcdef";
 /** The deployment name the base manifests give the spawner (SPAWNER_DEPLOYMENT). */
 const DEPLOYMENT = "default";
 
-describe.skipIf(skip !== undefined)("deploy/kubernetes/overlays/local on a real cluster", () => {
+describe("deploy/kubernetes/overlays/local on a real cluster", skippedBecause(skip), () => {
   let url: string;
 
   beforeAll(async () => {
@@ -99,7 +105,7 @@ describe.skipIf(skip !== undefined)("deploy/kubernetes/overlays/local on a real 
     expect(await eventually(async () => (await kubeLeftovers(DEPLOYMENT)).pods.length === 0, 60_000)).toBe(true);
   });
 
-  it("gives the spawner a locked-down Pod and its sessions no service account token", async () => {
+  it("gives the spawner a locked-down Pod", async () => {
     const spawner = PodListSchema.parse(
       JSON.parse(
         await kubectl("get", "pods", "-n", SPAWNER_NAMESPACE, "-l", "app.kubernetes.io/name=sbx-spawner", "-o", "json"),
@@ -118,4 +124,54 @@ describe.skipIf(skip !== undefined)("deploy/kubernetes/overlays/local on a real 
     const policies = await kubectl("get", "networkpolicies", "-n", SESSIONS_NAMESPACE, "-o", "name");
     expect(policies).toContain("sessions-from-spawner");
   });
+
+  it("gives its sessions no service-account token: none in the session's Pod, none inside it", async () => {
+    const id = "tokenless";
+    expect((await signed("POST", "/v1/sessions", { id, org: "deploy" })).status).toBe(201);
+    try {
+      const admin = new KubeConfig();
+      admin.loadFromFile(adminKubeconfig() ?? "");
+      const pods = await admin.makeApiClient(CoreV1Api).listNamespacedPod({
+        namespace: SESSIONS_NAMESPACE,
+        labelSelector: `sbx.dev/deployment=${DEPLOYMENT},sbx.dev/session-id=${id}`,
+      });
+      expect(pods.items.map((p) => p.metadata?.name)).toEqual([expect.stringContaining(id)]);
+      const [pod] = pods.items;
+      if (!pod) throw new Error(`no Pod for session ${id}`);
+      expectNoServiceAccountToken(pod);
+      // And from inside: the path a token would be mounted at does not exist.
+      const inside = await signed("POST", `/v1/sessions/${id}/execs?wait=true`, {
+        argv: ["sh", "-c", `test ! -e ${TOKEN_PATH} && test ! -e ${SECRETS_ROOT}`],
+      });
+      expect(ExecResultSchema.parse(inside.body)).toMatchObject({ outcome: "completed", exitCode: 0 });
+    } finally {
+      // Cleanup only: an assertion here would hide the failure that brought us here.
+      await signed("DELETE", `/v1/sessions/${id}`);
+      await eventually(async () => (await kubeLeftovers(DEPLOYMENT)).pods.length === 0, 60_000);
+    }
+  });
 });
+
+/** Where Kubernetes mounts a Pod's service-account token, and the root of what it mounts there. */
+const SECRETS_ROOT = "/var/run/secrets/kubernetes.io";
+const TOKEN_PATH = `${SECRETS_ROOT}/serviceaccount/token`;
+
+/**
+ * A Pod with no service-account token: automounting off, no volume that projects a token, and no
+ * container (init containers included) mounting anything under SECRETS_ROOT.
+ */
+function expectNoServiceAccountToken(pod: V1Pod): void {
+  const spec = pod.spec;
+  if (!spec) throw new Error("the Pod has no spec");
+  expect(spec.automountServiceAccountToken, "automountServiceAccountToken").toBe(false);
+  const tokenVolumes = (spec.volumes ?? [])
+    .filter((v) => v.projected?.sources?.some((source) => source.serviceAccountToken !== undefined))
+    .map((v) => v.name);
+  expect(tokenVolumes, "volumes that project a service-account token").toEqual([]);
+  const containers = [...(spec.initContainers ?? []), ...spec.containers];
+  expect(containers.length).toBeGreaterThan(0);
+  const secretMounts = containers.flatMap((c) =>
+    (c.volumeMounts ?? []).filter((m) => m.mountPath.startsWith(SECRETS_ROOT)).map((m) => `${c.name}: ${m.mountPath}`),
+  );
+  expect(secretMounts, `mounts under ${SECRETS_ROOT}`).toEqual([]);
+}

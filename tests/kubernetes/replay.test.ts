@@ -1,8 +1,12 @@
 import { kubernetesUnavailable, removeKubeDeployment, STORAGE_CLASS, startKubeSpawner } from "../support/kubernetes.js";
 import { runReplaySuite } from "../support/replay-suite.js";
+import { skipUnlessPlatform } from "../support/skips.js";
 
-const skip = await kubernetesUnavailable();
-if (skip) console.warn(`SKIPPING cross-replica replays on Kubernetes: ${skip}`);
+const skip = skipUnlessPlatform(
+  "a Kubernetes cluster",
+  await kubernetesUnavailable(),
+  "cross-replica replays on Kubernetes",
+);
 
 const profiles = JSON.stringify({
   durable: {

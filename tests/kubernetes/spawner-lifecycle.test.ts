@@ -9,9 +9,13 @@ import {
   startKubeSpawner,
 } from "../support/kubernetes.js";
 import { runLifecycleSuite } from "../support/lifecycle-suite.js";
+import { skipUnlessPlatform } from "../support/skips.js";
 
-const skip = await kubernetesUnavailable();
-if (skip) console.warn(`SKIPPING spawner lifecycle tests on Kubernetes: ${skip}`);
+const skip = skipUnlessPlatform(
+  "a Kubernetes cluster",
+  await kubernetesUnavailable(),
+  "spawner lifecycle tests on Kubernetes",
+);
 
 runLifecycleSuite({
   backend: "kubernetes",
@@ -45,6 +49,13 @@ runLifecycleSuite({
     });
     // No service account token is mounted, and nothing but the workspace and scratch is.
     expect(container?.volumeMounts?.map((m) => m.mountPath).sort()).toEqual(["/home/sandbox", "/tmp", "/workspace"]);
+    // runnerd is reached at the Pod's own IP: nothing of the node's is shared, no port is bound on it.
+    expect([spec?.hostNetwork, spec?.hostPID, spec?.hostIPC].map(Boolean)).toEqual([false, false, false]);
+    expect(spec?.containers.flatMap((c) => (c.ports ?? []).filter((p) => p.hostPort !== undefined))).toEqual([]);
+    const podIp = pod.status?.podIP ?? "";
+    expect(podIp).toMatch(/^\d+\.\d+\.\d+\.\d+$/);
+    const health = await fetch(`http://${podIp}:7070/healthz`, { signal: AbortSignal.timeout(5000) });
+    expect(await health.json()).toEqual({ status: "ok" });
     expect(pod.metadata?.labels).toMatchObject({ "sbx.dev/session-id": id, "sbx.dev/org": "acme" });
     expect(pod.metadata?.annotations?.["sbx.dev/owner"]).toBe("dev@acme.test");
     return JSON.stringify(pod);

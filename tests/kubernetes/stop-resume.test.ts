@@ -6,10 +6,10 @@ import {
   STORAGE_CLASS,
   startKubeSpawner,
 } from "../support/kubernetes.js";
+import { skipUnlessPlatform } from "../support/skips.js";
 import { runStopResumeSuite } from "../support/stop-resume-suite.js";
 
-const skip = await kubernetesUnavailable();
-if (skip) console.warn(`SKIPPING stop and resume on Kubernetes: ${skip}`);
+const skip = skipUnlessPlatform("a Kubernetes cluster", await kubernetesUnavailable(), "stop and resume on Kubernetes");
 
 runStopResumeSuite({
   backend: "kubernetes",

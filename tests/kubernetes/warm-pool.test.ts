@@ -10,10 +10,10 @@ import {
   SESSIONS_NAMESPACE,
   startKubeSpawner,
 } from "../support/kubernetes.js";
+import { skipUnlessPlatform } from "../support/skips.js";
 import { runWarmPoolSuite } from "../support/warm-pool-suite.js";
 
-const skip = await kubernetesUnavailable();
-if (skip) console.warn(`SKIPPING warm pools on Kubernetes: ${skip}`);
+const skip = skipUnlessPlatform("a Kubernetes cluster", await kubernetesUnavailable(), "warm pools on Kubernetes");
 
 const OTHER_IMAGE = "sbx-runtime:pool-other-kube";
 

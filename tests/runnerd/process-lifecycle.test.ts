@@ -6,6 +6,7 @@ import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { eventually, isAlive } from "../support/proc.js";
 import { RUNNERD_BUNDLE, startRunnerd } from "../support/runnerd.js";
+import { skippedBecause, skipUnlessPlatform } from "../support/skips.js";
 import { exitOf, readEvents, textOf } from "../support/sse.js";
 
 const TINI = ["/usr/bin/tini", "/sbin/tini"].find((p) => existsSync(p));
@@ -21,8 +22,11 @@ function namespaceUnavailable(): string | undefined {
   }
   return undefined;
 }
-const skipReason = namespaceUnavailable();
-if (skipReason) console.warn(`SKIPPING PID-namespace tests: ${skipReason}`);
+const skipReason = skipUnlessPlatform(
+  "a fresh PID namespace (root, unshare, tini)",
+  namespaceUnavailable(),
+  "PID-namespace tests",
+);
 
 describe("shutdown", () => {
   it("stops every exec's processes on SIGTERM and exits cleanly within the grace", async () => {
@@ -37,10 +41,14 @@ describe("shutdown", () => {
     const started = events[0];
     if (started?.type !== "started") throw new Error("no started event");
     let grandchild = 0;
-    await eventually(async () => {
+    const written = await eventually(async () => {
       grandchild = Number((await readFile(path.join(runnerd.root, "gc.pid"), "utf8").catch(() => "")).trim());
-      return grandchild > 0;
+      return grandchild > 1;
     });
+    // Without these, a grandchild never found (pid 0) would pass as "not alive" below.
+    expect(written, "the grandchild wrote its pid to gc.pid").toBe(true);
+    expect(isAlive(grandchild), `grandchild ${grandchild} runs before the stop`).toBe(true);
+    expect(isAlive(started.data.pid), "the exec's shell runs before the stop").toBe(true);
     const before = Date.now();
     const result = await runnerd.stop();
     expect(result).toEqual({ code: 0, signal: null });
@@ -74,7 +82,7 @@ describe("shutdown", () => {
   });
 });
 
-describe.skipIf(skipReason !== undefined)("in a fresh PID namespace", () => {
+describe("in a fresh PID namespace", skippedBecause(skipReason), () => {
   const namespace = ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child=SIGTERM"];
 
   it("leaves no zombie behind under tini, however the execs fork", async () => {

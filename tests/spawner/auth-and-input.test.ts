@@ -3,12 +3,12 @@ import { connect } from "node:net";
 import { ErrorEnvelopeSchema, signRequest } from "@sbx/protocol";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { dockerUnavailable, leftovers, removeDeployment } from "../support/docker.js";
+import { skippedBecause, skipUnlessPlatform } from "../support/skips.js";
 import { type SpawnerHandle, startSpawner } from "../support/spawner.js";
 
-const skip = await dockerUnavailable();
-if (skip) console.warn(`SKIPPING spawner auth tests: ${skip}`);
+const skip = skipUnlessPlatform("Docker", await dockerUnavailable(), "spawner auth tests");
 
-describe.skipIf(skip !== undefined)("request signing and bad input", () => {
+describe("request signing and bad input", skippedBecause(skip), () => {
   let spawner: SpawnerHandle;
 
   beforeAll(async () => {
@@ -184,7 +184,7 @@ describe.skipIf(skip !== undefined)("request signing and bad input", () => {
   });
 });
 
-describe.skipIf(skip !== undefined)("the development switch", () => {
+describe("the development switch", skippedBecause(skip), () => {
   it("serves unsigned requests on loopback, logging each one as unauthenticated", async () => {
     const insecure = await startSpawner({ env: { SPAWNER_DEV_INSECURE: "1", SPAWNER_HMAC_KEYS: "" } });
     try {

@@ -2,12 +2,19 @@ import { ExecResultSchema, SessionResponseSchema } from "@sbx/protocol";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { z } from "zod";
 import { docker, dockerUnavailable, inspect, removeDeployment } from "../support/docker.js";
-import { sleep } from "../support/proc.js";
+import { pollUntil } from "../support/proc.js";
+import { skippedBecause, skipUnlessPlatform } from "../support/skips.js";
 import { type SpawnerHandle, startSpawner } from "../support/spawner.js";
 import { readEvents } from "../support/sse.js";
+import { BLOCKED, parseTcpReach, tcpProbeArgv } from "../support/tcp-probe.js";
 
-const skip = await dockerUnavailable();
-if (skip) console.warn(`SKIPPING containment tests: ${skip}`);
+const skip = skipUnlessPlatform("Docker", await dockerUnavailable(), "containment tests");
+
+/** A container's processes as the host lists them (`docker top`): no fork inside it, even when its pid table is full. */
+async function hostProcesses(container: string): Promise<string[]> {
+  const listed = (await docker("top", container, "-eo", "pid")).split("\n").slice(1);
+  return listed.filter((line) => line.trim() !== "");
+}
 
 /** What a test sees of one `?wait=true` exec. */
 async function run(spawner: SpawnerHandle, id: string, body: Record<string, unknown>) {
@@ -16,7 +23,7 @@ async function run(spawner: SpawnerHandle, id: string, body: Record<string, unkn
   return ExecResultSchema.parse(result.body);
 }
 
-describe.skipIf(skip !== undefined)("an exec cannot take down its session, escape cancel, or reach past it", () => {
+describe("an exec cannot take down its session, escape cancel, or reach past it", skippedBecause(skip), () => {
   let spawner: SpawnerHandle;
 
   beforeAll(async () => {
@@ -94,35 +101,54 @@ describe.skipIf(skip !== undefined)("an exec cannot take down its session, escap
       (event) => event.type === "started",
     );
     expect(bomb.events[0]?.type).toBe("started");
-    await sleep(3000);
+    // Until the bomb has grown to most of the session's pid limit (256), seen from the host, where
+    // listing the container's processes needs no fork inside it.
+    const container = `sbx-${spawner.deployment}-victim`;
+    const grown = await pollUntil(
+      async () => (await hostProcesses(container)).length,
+      (n) => n >= 150,
+      30_000,
+      200,
+    );
+    expect(grown, "processes in the victim while the bomb runs").toBeGreaterThanOrEqual(150);
     const cancel = await spawner.json("POST", "/v1/sessions/victim/execs/bomb/cancel", { signal: "SIGKILL" });
     expect(cancel.status).toBe(202);
     await expectNoStragglers(/b \| b|sleep 600/);
     await bothAlive();
   });
 
-  /** How many processes in the victim match `pattern`, as `ps` from a fresh exec sees them. */
-  async function stragglers(pattern: RegExp): Promise<number> {
-    const ps = await run(spawner, "victim", { argv: ["ps", "-eo", "pid,stat,args"] });
-    return ps.stdout.split("\n").filter((l) => pattern.test(l)).length;
+  /** The victim's processes, from `ps` in a fresh exec; undefined while no exec can start (a full pid table). */
+  async function victimProcesses(): Promise<Array<{ stat: string; args: string }> | undefined> {
+    const response = await spawner.json("POST", "/v1/sessions/victim/execs?wait=true", {
+      argv: ["ps", "-e", "-ww", "-o", "stat=,args="],
+    });
+    if (response.status !== 200) return undefined;
+    const listed = ExecResultSchema.parse(response.body)
+      .stdout.split("\n")
+      .filter((line) => line.trim() !== "")
+      .map((line) => {
+        const [, stat = "", args = ""] = /^\s*(\S+)\s+(.*)$/.exec(line) ?? [];
+        return { stat, args };
+      });
+    // A real listing shows the ps that made it: an empty or garbled one must not read as "none left".
+    if (!listed.some((p) => p.args.startsWith("ps -e -ww")))
+      throw new Error(`not a process list: ${JSON.stringify(listed)}`);
+    return listed;
   }
 
-  /** `ps` from a fresh exec: none of the processes matching `pattern`, and no zombie. */
+  /** Waits until none of the victim's processes matches `pattern` and none is a zombie; fails naming what is left. */
   async function expectNoStragglers(pattern: RegExp) {
-    let lines: string[] = [];
-    for (let attempt = 0; attempt < 50; attempt++) {
-      const ps = await spawner.json("POST", "/v1/sessions/victim/execs?wait=true", {
-        argv: ["ps", "-eo", "pid,stat,args"],
-      });
-      if (ps.status !== 200) {
-        await sleep(200);
-        continue;
-      }
-      lines = ExecResultSchema.parse(ps.body).stdout.split("\n");
-      if (!lines.some((l) => pattern.test(l) || /^\s*\d+\s+Z/.test(l))) return;
-      await sleep(200);
-    }
-    expect(lines.filter((l) => pattern.test(l) || /^\s*\d+\s+Z/.test(l))).toEqual([]);
+    const left = await pollUntil(
+      async () =>
+        (await victimProcesses())
+          ?.filter((p) => pattern.test(p.args) || p.stat.startsWith("Z"))
+          .map((p) => `${p.stat} ${p.args}`),
+      (stragglers) => stragglers?.length === 0,
+      10_000,
+      200,
+    );
+    expect(left, "a process list from the victim").toBeDefined();
+    expect(left).toEqual([]);
   }
 
   /** Every way a process can try to leave its exec behind. */
@@ -136,6 +162,35 @@ describe.skipIf(skip !== undefined)("an exec cannot take down its session, escap
     "(setsid env -i bash -c 'exec 0<&- 1>&- 2>&-; trap \"\" TERM; while :; do sleep 1; done' &)",
   ].join("\n");
 
+  /**
+   * The processes ZOO leaves behind, by their exact command lines. Matched exactly: the exec's
+   * own shell and its subshells carry the whole script in theirs, so a pattern such as
+   * /sleep 17\d\d/ counts them and is satisfied before (or without) any process that left.
+   */
+  const ZOO_LEFT = [
+    "/bin/sleep 1771",
+    "sleep 1772",
+    "sleep 1773",
+    "sleep 1774",
+    "sleep 1775",
+    "stubborn-1776 1776",
+    'bash -c exec 0<&- 1>&- 2>&-; trap "" TERM; while :; do sleep 1; done',
+  ];
+
+  /** Waits until every process ZOO leaves runs (they start in the background, in no set time). */
+  async function expectZooRunning() {
+    const missing = await pollUntil(
+      async () => {
+        const running = new Set((await victimProcesses())?.map((p) => p.args));
+        return ZOO_LEFT.filter((args) => !running.has(args));
+      },
+      (notYet) => notYet.length === 0,
+      15_000,
+      100,
+    );
+    expect(missing, "processes the zoo left that never ran").toEqual([]);
+  }
+
   it("cancel reaches every process an exec started, however it left, while the exec runs", async () => {
     await readEvents(
       await spawner.request("POST", "/v1/sessions/victim/execs", {
@@ -143,8 +198,7 @@ describe.skipIf(skip !== undefined)("an exec cannot take down its session, escap
       }),
       (event) => event.type === "stdout",
     );
-    await sleep(300);
-    expect(await stragglers(/sleep 17\d\d|stubborn|while :/)).toBeGreaterThanOrEqual(7);
+    await expectZooRunning();
     const cancel = await spawner.json("POST", "/v1/sessions/victim/execs/zoo/cancel", {
       signal: "SIGTERM",
       graceMs: 1000,
@@ -157,7 +211,7 @@ describe.skipIf(skip !== undefined)("an exec cannot take down its session, escap
   it("cancel reaches what an exec left behind after it exited", async () => {
     const left = await run(spawner, "victim", { execId: "gone", shell: `${ZOO}\necho done` });
     expect(left.outcome, JSON.stringify(left)).toBe("completed");
-    expect(await stragglers(/sleep 17\d\d|stubborn|while :/)).toBeGreaterThanOrEqual(7);
+    await expectZooRunning();
     const cancel = await spawner.json("POST", "/v1/sessions/victim/execs/gone/cancel", { signal: "SIGKILL" });
     expect(cancel.status).toBe(202);
     await expectNoStragglers(/sleep 17\d\d|stubborn|while :/);
@@ -171,27 +225,31 @@ describe.skipIf(skip !== undefined)("an exec cannot take down its session, escap
         argv: ["node", "-e", "require('http').createServer((q, s) => s.end('dev')).listen(3000)"],
       }),
     });
-    await sleep(500);
     const neighbor = await inspect(`sbx-${spawner.deployment}-neighbor`);
     const network = Object.values(neighbor.NetworkSettings.Networks)[0];
     const neighborIp = network?.IPAddress ?? "";
     const gateway = network?.Gateway ?? "";
     expect(neighborIp).not.toBe("");
-    // The neighbour itself does serve: from inside it, its dev server answers.
-    expect((await run(spawner, "neighbor", { argv: ["curl", "-s", "-m", "3", "http://127.0.0.1:3000/"] })).stdout).toBe(
-      "dev",
+    // The neighbour itself does serve: from inside it, its dev server answers (once it listens).
+    const served = await pollUntil(
+      async () =>
+        (await run(spawner, "neighbor", { argv: ["curl", "-s", "-m", "3", "http://127.0.0.1:3000/"] })).stdout,
+      (body) => body === "dev",
+      10_000,
+      100,
     );
-    const spawnerPort = new URL(spawner.url).port;
-    const metricsPort = new URL(spawner.metricsUrl()).port;
-    for (const target of [
-      `http://${neighborIp}:7070/healthz`,
-      `http://${neighborIp}:3000/`,
-      `http://${gateway}:${spawnerPort}/healthz`,
-      `http://${gateway}:${metricsPort}/metrics`,
-      `http://127.0.0.1:${spawnerPort}/healthz`,
-    ]) {
-      const attempt = await run(spawner, "victim", { argv: ["curl", "-s", "-o", "/dev/null", "-m", "3", target] });
-      expect(attempt.exitCode, target).not.toBe(0);
+    expect(served).toBe("dev");
+    const spawnerPort = Number(new URL(spawner.url).port);
+    const metricsPort = Number(new URL(spawner.metricsUrl()).port);
+    for (const [host, port] of [
+      [neighborIp, 7070],
+      [neighborIp, 3000],
+      [gateway, spawnerPort],
+      [gateway, metricsPort],
+      ["127.0.0.1", spawnerPort],
+    ] as const) {
+      const attempt = await run(spawner, "victim", { argv: tcpProbeArgv(host, port) });
+      expect(BLOCKED, `${host}:${port}`).toContain(parseTcpReach(attempt.stdout));
     }
     await bothAlive();
     await spawner.json("POST", "/v1/sessions/neighbor/execs/devserver/cancel", { signal: "SIGKILL" });

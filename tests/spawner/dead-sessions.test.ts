@@ -10,16 +10,16 @@ import {
   removeDeployment,
 } from "../support/docker.js";
 import { eventually } from "../support/proc.js";
+import { skippedBecause, skipUnlessPlatform } from "../support/skips.js";
 import { type SpawnerHandle, startSpawner } from "../support/spawner.js";
 import { type ReadResult, readEvents } from "../support/sse.js";
 
-const skip = await dockerUnavailable();
-if (skip) console.warn(`SKIPPING dead-session tests: ${skip}`);
+const skip = skipUnlessPlatform("Docker", await dockerUnavailable(), "dead-session tests");
 
 /** How long a failed session stays readable before the sweeper removes it, in these tests. */
 const RETENTION_MS = 8000;
 
-describe.skipIf(skip !== undefined)("a session whose container dies", () => {
+describe("a session whose container dies", skippedBecause(skip), () => {
   let spawner: SpawnerHandle;
   let oomImage: string;
 

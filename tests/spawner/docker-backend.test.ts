@@ -11,12 +11,12 @@ import {
   RUNTIME_IMAGE,
   removeDeployment,
 } from "../support/docker.js";
+import { skippedBecause, skipUnlessPlatform } from "../support/skips.js";
 
-const skip = await dockerUnavailable();
+const skip = skipUnlessPlatform("Docker", await dockerUnavailable(), "the Docker backend conformance suite");
 if (skip) {
-  console.warn(`SKIPPING the Docker backend conformance suite: ${skip}`);
-  describe("backend conformance: docker", () => {
-    it.skip(`skipped: ${skip}`, () => {});
+  describe("backend conformance: docker", skippedBecause(skip), () => {
+    it("runs on a real engine", () => {});
   });
 } else {
   runBackendConformance("docker", async () => {

@@ -8,14 +8,14 @@ import {
   MISSING_IMAGE,
   removeDeployment,
 } from "../support/docker.js";
+import { skippedBecause, skipUnlessPlatform } from "../support/skips.js";
 import { type SpawnerHandle, startSpawner } from "../support/spawner.js";
 
-const skip = await dockerUnavailable();
-if (skip) console.warn(`SKIPPING spawner failure tests: ${skip}`);
+const skip = skipUnlessPlatform("Docker", await dockerUnavailable(), "spawner failure tests");
 
 const CREATE_TIMEOUT_MS = 3000;
 
-describe.skipIf(skip !== undefined)("failed creates leave nothing behind", () => {
+describe("failed creates leave nothing behind", skippedBecause(skip), () => {
   let spawner: SpawnerHandle;
   let SILENT_IMAGE: string;
   let QUITTING_IMAGE: string;

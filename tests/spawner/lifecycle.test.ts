@@ -1,15 +1,17 @@
-import { expect } from "vitest";
-import { dockerUnavailable, inspect, leftovers, removeDeployment } from "../support/docker.js";
+import { SessionResponseSchema } from "@sbx/protocol";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { dockerUnavailable, expectRunnerdExposure, inspect, leftovers, removeDeployment } from "../support/docker.js";
 import { runLifecycleSuite } from "../support/lifecycle-suite.js";
-import { startSpawner } from "../support/spawner.js";
+import { skippedBecause, skipUnlessPlatform } from "../support/skips.js";
+import { type SpawnerHandle, startSpawner } from "../support/spawner.js";
 
-const skip = await dockerUnavailable();
-if (skip) console.warn(`SKIPPING spawner lifecycle tests on Docker: ${skip}`);
+const skip = skipUnlessPlatform("Docker", await dockerUnavailable(), "spawner lifecycle tests on Docker");
 
 runLifecycleSuite({
   backend: "docker",
   skip,
-  start: () => startSpawner(),
+  // Said, not left to the default: what the container must show depends on it.
+  start: () => startSpawner({ env: { SPAWNER_RUNNERD_ACCESS: "address" } }),
   async inspectLockdown(spawner, id) {
     const info = await inspect(`sbx-${spawner.deployment}-${id}`);
     expect(info.Config.User).toBe("10001:10001");
@@ -22,9 +24,9 @@ runLifecycleSuite({
     expect(info.HostConfig.PidsLimit).toBe(200);
     expect(Object.keys(info.HostConfig.Tmpfs ?? {})).toContain("/tmp");
     expect(info.Mounts).toEqual([expect.objectContaining({ Type: "volume", Destination: "/workspace" })]);
-    // runnerd's port is published on loopback only.
-    for (const binding of Object.values(info.HostConfig.PortBindings ?? {}).flat())
-      expect(binding.HostIp).toBe("127.0.0.1");
+    // Reached by address: nothing is published on the host, and runnerd answers at the container's IP.
+    const runnerd = expectRunnerdExposure(info, "address", `sbx-${spawner.deployment}`);
+    expect(await runnerdHealth(runnerd)).toEqual({ status: "ok" });
     return JSON.stringify(info);
   },
   async leftovers(deployment) {
@@ -33,3 +35,33 @@ runLifecycleSuite({
   },
   cleanup: removeDeployment,
 });
+
+describe("runnerd's port with SPAWNER_RUNNERD_ACCESS=published", skippedBecause(skip), () => {
+  let spawner: SpawnerHandle;
+
+  beforeAll(async () => {
+    spawner = await startSpawner({ env: { SPAWNER_RUNNERD_ACCESS: "published" } });
+  });
+  afterAll(async () => {
+    await spawner?.stop();
+    if (spawner) await removeDeployment(spawner.deployment);
+  });
+
+  it("is published on 127.0.0.1 only, where runnerd answers", async () => {
+    const created = await spawner.json("POST", "/v1/sessions", { id: "pub", org: "acme" });
+    expect(created.status).toBe(201);
+    expect(SessionResponseSchema.parse(created.body).session.state).toBe("ready");
+    const info = await inspect(`sbx-${spawner.deployment}-pub`);
+    const runnerd = expectRunnerdExposure(info, "published", `sbx-${spawner.deployment}`);
+    expect(await runnerdHealth(runnerd)).toEqual({ status: "ok" });
+    expect((await spawner.request("DELETE", "/v1/sessions/pub")).status).toBe(204);
+  });
+});
+
+/** runnerd's unauthenticated health answer, from the host, at the endpoint the access mode gives. */
+async function runnerdHealth(endpoint: { host: string; port: number }): Promise<unknown> {
+  const response = await fetch(`http://${endpoint.host}:${endpoint.port}/healthz`, {
+    signal: AbortSignal.timeout(5000),
+  });
+  return response.json();
+}

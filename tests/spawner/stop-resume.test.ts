@@ -1,9 +1,9 @@
 import { dockerUnavailable, leftovers, removeDeployment, sbxTruth } from "../support/docker.js";
+import { skipUnlessPlatform } from "../support/skips.js";
 import { startSpawner } from "../support/spawner.js";
 import { runStopResumeSuite } from "../support/stop-resume-suite.js";
 
-const skip = await dockerUnavailable();
-if (skip) console.warn(`SKIPPING stop and resume on Docker: ${skip}`);
+const skip = skipUnlessPlatform("Docker", await dockerUnavailable(), "stop and resume on Docker");
 
 runStopResumeSuite({
   backend: "docker",

@@ -2,13 +2,13 @@ import { SessionResponseSchema } from "@sbx/protocol";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { dockerUnavailable, leftovers, removeDeployment } from "../support/docker.js";
 import { eventually, sleep } from "../support/proc.js";
+import { skippedBecause, skipUnlessPlatform } from "../support/skips.js";
 import { type SpawnerHandle, startSpawner } from "../support/spawner.js";
 import { exitOf, readEvents, textOf } from "../support/sse.js";
 
-const skip = await dockerUnavailable();
-if (skip) console.warn(`SKIPPING sweeper and adoption tests: ${skip}`);
+const skip = skipUnlessPlatform("Docker", await dockerUnavailable(), "sweeper and adoption tests");
 
-describe.skipIf(skip !== undefined)("sweeper", () => {
+describe("sweeper", skippedBecause(skip), () => {
   let spawner: SpawnerHandle;
 
   beforeAll(async () => {
@@ -54,7 +54,7 @@ describe.skipIf(skip !== undefined)("sweeper", () => {
   });
 });
 
-describe.skipIf(skip !== undefined)("adoption", () => {
+describe("adoption", skippedBecause(skip), () => {
   let first: SpawnerHandle;
   let second: SpawnerHandle | undefined;
 

@@ -1,11 +1,11 @@
 import { randomBytes } from "node:crypto";
 import { afterAll } from "vitest";
 import { backendOf, docker, dockerUnavailable, leftovers, removeDeployment } from "../support/docker.js";
+import { skipUnlessPlatform } from "../support/skips.js";
 import { startSpawner } from "../support/spawner.js";
 import { runWarmPoolSuite } from "../support/warm-pool-suite.js";
 
-const skip = await dockerUnavailable();
-if (skip) console.warn(`SKIPPING warm pools on Docker: ${skip}`);
+const skip = skipUnlessPlatform("Docker", await dockerUnavailable(), "warm pools on Docker");
 
 const OTHER_IMAGE = "sbx-runtime:pool-other-docker";
 

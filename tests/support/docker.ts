@@ -3,6 +3,7 @@ import { randomBytes } from "node:crypto";
 import { promisify } from "node:util";
 import { createLogger } from "@sbx/edge";
 import { DockerBackend } from "@sbx/spawner";
+import { expect } from "vitest";
 import { z } from "zod";
 
 const run = promisify(execFile);
@@ -123,7 +124,59 @@ export interface DockerInspect {
   };
   Mounts: Array<{ Type: string; Name?: string; Destination: string }>;
   State: { Running: boolean; Status: string };
-  NetworkSettings: { Networks: Record<string, { IPAddress: string; Gateway: string }> };
+  NetworkSettings: {
+    Networks: Record<string, { IPAddress: string; Gateway: string }>;
+    /** Each exposed port, with its host bindings (null when it is exposed but not published). */
+    Ports: Record<string, Array<{ HostIp: string; HostPort: string }> | null> | null;
+  };
+}
+
+/** runnerd's port inside a session container. */
+export const RUNNERD_PORT_KEY = "7070/tcp";
+
+/**
+ * Checks what the spawner's access mode (SPAWNER_RUNNERD_ACCESS) promises about a session
+ * container's runnerd port, and returns where runnerd should answer from the host:
+ * - `address`: nothing is published on any host address, neither asked for (HostConfig) nor in
+ *   effect (NetworkSettings), and runnerd is at the container's IP on the session network;
+ * - `published`: the port is published, and every binding is on 127.0.0.1.
+ * Each check first proves there is something to check (the exposed port, at least one binding),
+ * so a loop over empty data cannot pass.
+ */
+export function expectRunnerdExposure(
+  info: DockerInspect,
+  access: "address" | "published",
+  network: string,
+): { host: string; port: number } {
+  const ports = info.NetworkSettings.Ports ?? {};
+  expect(Object.keys(ports), "runnerd's port is exposed").toContain(RUNNERD_PORT_KEY);
+  const inEffect = Object.entries(ports).flatMap(([port, bindings]) =>
+    (bindings ?? []).map((b) => `${port} on ${b.HostIp}:${b.HostPort}`),
+  );
+  const asked = Object.entries(info.HostConfig.PortBindings ?? {}).flatMap(([port, bindings]) =>
+    (bindings ?? []).map((b) => `${port} on ${b.HostIp || "every address"}:${b.HostPort || "any port"}`),
+  );
+  if (access === "address") {
+    expect(asked, "host port bindings asked for").toEqual([]);
+    expect(inEffect, "host port bindings in effect").toEqual([]);
+    expect(Object.keys(info.NetworkSettings.Networks), "the networks it is on").toEqual([network]);
+    const ip = info.NetworkSettings.Networks[network]?.IPAddress ?? "";
+    expect(ip, "its address on the session network").toMatch(/^\d+\.\d+\.\d+\.\d+$/);
+    return { host: ip, port: 7070 };
+  }
+  const bindings = ports[RUNNERD_PORT_KEY] ?? [];
+  expect(bindings.length, "host bindings of runnerd's port").toBeGreaterThan(0);
+  expect(asked.length, "host port bindings asked for").toBeGreaterThan(0);
+  const loopbackOnly = (binding: string) => binding.includes(" on 127.0.0.1:");
+  expect(
+    asked.filter((b) => !loopbackOnly(b)),
+    "bindings asked for beyond loopback",
+  ).toEqual([]);
+  expect(
+    inEffect.filter((b) => !loopbackOnly(b)),
+    "bindings in effect beyond loopback",
+  ).toEqual([]);
+  return { host: "127.0.0.1", port: Number(bindings[0]?.HostPort) };
 }
 
 /** A tag no image has, for the "image cannot be had" paths. */

@@ -13,6 +13,7 @@ import * as tar from "tar-stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { RUNTIME_IMAGE } from "./docker.js";
 import { eventually } from "./proc.js";
+import { skippedBecause } from "./skips.js";
 import type { SpawnerHandle } from "./spawner.js";
 import { exitOf, readEvents, textOf } from "./sse.js";
 
@@ -37,7 +38,7 @@ export interface LifecycleOptions {
  * files and tar both ways, lifetimes, delete.
  */
 export function runLifecycleSuite(options: LifecycleOptions): void {
-  describe.skipIf(options.skip !== undefined)(`session lifecycle through the public API (${options.backend})`, () => {
+  describe(`session lifecycle through the public API (${options.backend})`, skippedBecause(options.skip), () => {
     let spawner: SpawnerHandle;
     const id = "life";
     const base = `/v1/sessions/${id}`;

@@ -1,7 +1,11 @@
 import { readFileSync } from "node:fs";
 
-/** True while a process exists and is not a zombie (Linux /proc). */
+/**
+ * True while a process exists and is not a zombie (Linux /proc). A pid that is no process id (0,
+ * negative, not an integer: a pid never found) throws rather than read as "not alive".
+ */
 export function isAlive(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) throw new Error(`isAlive(${pid}): not a process id`);
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, "latin1");
     const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
@@ -22,3 +26,18 @@ export async function eventually(predicate: () => boolean | Promise<boolean>, ti
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Polls `measure` until `done` holds of its value or `timeoutMs` passes; returns the last value measured. */
+export async function pollUntil<T>(
+  measure: () => Promise<T>,
+  done: (value: T) => boolean,
+  timeoutMs: number,
+  intervalMs = 25,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await measure();
+    if (done(value) || Date.now() > deadline) return value;
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+}

@@ -9,6 +9,7 @@ import {
 } from "@sbx/protocol";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { eventually } from "./proc.js";
+import { skippedBecause } from "./skips.js";
 import type { SpawnerHandle, StartSpawnerOptions } from "./spawner.js";
 
 export interface ReplaySuiteOptions {
@@ -34,7 +35,7 @@ interface Answer {
  * window: every mutating route acts once.
  */
 export function runReplaySuite(options: ReplaySuiteOptions): void {
-  describe.skipIf(options.skip !== undefined)(`a signed request resent to another replica (${options.backend})`, () => {
+  describe(`a signed request resent to another replica (${options.backend})`, skippedBecause(options.skip), () => {
     let a: SpawnerHandle;
     let b: SpawnerHandle;
 

@@ -7,6 +7,7 @@ import {
 } from "@sbx/protocol";
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
 import { eventually } from "./proc.js";
+import { skippedBecause } from "./skips.js";
 import type { SpawnerHandle } from "./spawner.js";
 import { exitOf, readEvents, textOf } from "./sse.js";
 
@@ -34,7 +35,7 @@ export interface StopResumeOptions {
  * stopped session by itself; idleness stops, TTL still deletes.
  */
 export function runStopResumeSuite(options: StopResumeOptions): void {
-  describe.skipIf(options.skip !== undefined)(`stop and resume (${options.backend})`, () => {
+  describe(`stop and resume (${options.backend})`, skippedBecause(options.skip), () => {
     let spawner: SpawnerHandle;
 
     beforeAll(async () => {

@@ -2,6 +2,7 @@ import { ErrorEnvelopeSchema, SessionListResponseSchema, SessionResponseSchema }
 import type { PoolMember } from "@sbx/spawner";
 import { afterAll, describe, expect, it } from "vitest";
 import { eventually, sleep } from "./proc.js";
+import { skippedBecause } from "./skips.js";
 import type { SpawnerHandle, StartSpawnerOptions } from "./spawner.js";
 
 export interface WarmPoolOptions {
@@ -33,7 +34,7 @@ const SUITE_TIMEOUT_MS = 180_000;
  * backs off an image that cannot start, and leaves nothing behind.
  */
 export function runWarmPoolSuite(options: WarmPoolOptions): void {
-  describe.skipIf(options.skip !== undefined)(`warm pool (${options.backend})`, () => {
+  describe(`warm pool (${options.backend})`, skippedBecause(options.skip), () => {
     const running: SpawnerHandle[] = [];
     /** Every replica the suite started, stopped or not: their logs explain a failure. */
     const everyone: SpawnerHandle[] = [];
