@@ -1,15 +1,16 @@
 import { timingSafeEqual } from "node:crypto";
+import { ExpiringSet } from "@sbx/edge";
 import {
   ApiError,
   canonicalString,
   MAX_CLOCK_SKEW_MS,
   MIN_NONCE_LENGTH,
+  REPLAY_WINDOW_MS,
   requestIdOf,
   SIGNATURE_HEADERS,
   signCanonical,
   UNSIGNED_PAYLOAD,
 } from "@sbx/protocol";
-import { NonceCache } from "./nonce-cache.js";
 
 export interface SignedRequest {
   method: string;
@@ -35,14 +36,15 @@ export interface VerifiedRequest {
  * has the body.
  */
 export class RequestVerifier {
-  private readonly nonces: NonceCache;
+  /** Nonces seen within the window a signature is valid for: a second use is a replay. */
+  private readonly nonces: ExpiringSet;
 
   constructor(
     private readonly keys: ReadonlyMap<string, string>,
     private readonly now: () => number = Date.now,
   ) {
     // Twice the skew: a timestamp may be up to `skew` in the past or the future.
-    this.nonces = new NonceCache(2 * MAX_CLOCK_SKEW_MS, 1_000_000);
+    this.nonces = new ExpiringSet(REPLAY_WINDOW_MS, 1_000_000);
   }
 
   verify(request: SignedRequest, options: { allowUnsignedPayload: boolean }): VerifiedRequest {
@@ -109,7 +111,8 @@ export class RequestVerifier {
     if (!constantTimeHexEqual(expected, signature)) {
       throw new ApiError("SIGNATURE_INVALID", "signature does not match the request");
     }
-    if (!this.nonces.remember(nonce, this.now())) {
+    // Full of live nonces: refusing is safe, forgetting one would reopen its replay.
+    if (this.nonces.add(nonce, this.now()) !== "added") {
       throw new ApiError("NONCE_REPLAYED", "this nonce was already used; sign every request with a fresh one");
     }
     return { keyId, contentSha256, requestId: requestIdOf(keyId, nonce), signedAt: Number(timestamp) };
