@@ -5,9 +5,22 @@ import { type KubeConfig, type V1Pod, Watch } from "@kubernetes/client-node";
 import type Docker from "dockerode";
 import { SESSIONS_NAMESPACE } from "../support/kubernetes.js";
 
-/** `docker exec` as dockerode does it: create the exec, start it attached, read the demuxed stream, inspect. */
-export async function dockerExec(container: Docker.Container, cmd: string[], onStdout?: (bytes: number) => void) {
-  const exec = await container.exec({ Cmd: cmd, AttachStdout: true, AttachStderr: true });
+/**
+ * `docker exec` as dockerode does it: create the exec, start it attached, read the demuxed stream,
+ * inspect; fails unless it exits 0. `user` is `docker exec --user`.
+ */
+export async function dockerExec(
+  container: Docker.Container,
+  cmd: string[],
+  onStdout?: (bytes: number) => void,
+  user?: string,
+) {
+  const exec = await container.exec({
+    Cmd: cmd,
+    AttachStdout: true,
+    AttachStderr: true,
+    ...(user === undefined ? {} : { User: user }),
+  });
   const stream = await exec.start({ hijack: true, stdin: false });
   const stdout = new PassThrough();
   const stderr = new PassThrough();

@@ -12,7 +12,7 @@ import { signRequest } from "@sbx/protocol";
 import { runnerdToken } from "@sbx/spawner";
 import { inspect, removeDeployment } from "../support/docker.js";
 import { type SpawnerHandle, startSpawner } from "../support/spawner.js";
-import { measureAlternating, ms, request, stats } from "./measure.js";
+import { measureAlternating, ms, request, stats, whole } from "./measure.js";
 
 const { values } = parseArgs({ options: { runs: { type: "string", default: "300" } } });
 const RUNS = Number(values.runs);
@@ -24,7 +24,7 @@ async function main() {
     const roundTrip = (spawner: SpawnerHandle) => {
       const path = "/v1/sessions/iso/execs?wait=true";
       const body = JSON.stringify({ argv: ["true"] });
-      return async () => {
+      return whole(async () => {
         // Signed anew each time: a nonce is good for one request.
         const headers = {
           ...signRequest({ keyId: spawner.keyId, secret: spawner.secret, method: "POST", pathWithQuery: path, body }),
@@ -32,7 +32,7 @@ async function main() {
         };
         const status = await request(`${spawner.url}${path}`, "POST", headers, body, () => {});
         if (status !== 200) throw new Error(`exec: ${status}`);
-      };
+      });
     };
     for (const spawner of [byAddress, published]) {
       const created = await spawner.json("POST", "/v1/sessions", { id: "iso", org: "bench" });
@@ -42,7 +42,7 @@ async function main() {
     const container = await inspect(`sbx-${byAddress.deployment}-iso`);
     const ip = Object.values(container.NetworkSettings.Networks)[0]?.IPAddress ?? "";
     const token = runnerdToken(byAddress.runnerdSecret, "iso");
-    const direct = async () => {
+    const direct = whole(async () => {
       const status = await request(
         `http://${ip}:7070/v1/execs?wait=true`,
         "POST",
@@ -51,8 +51,11 @@ async function main() {
         () => {},
       );
       if (status !== 200) throw new Error(`direct exec: ${status}`);
-    };
-    const [d, a, p] = await measureAlternating([direct, roundTrip(byAddress), roundTrip(published)], RUNS, 25);
+    });
+    const [d, a, p] = await measureAlternating([direct, roundTrip(byAddress), roundTrip(published)], {
+      runs: RUNS,
+      block: 25,
+    });
     const base = stats(d ?? []).median;
     console.log(`isolation benchmark — ${new Date().toISOString()}, Node ${process.version}, ${cpus().length} CPUs`);
     console.log(`(exec round trip of \`true\`, ${RUNS} each, alternating blocks of 25)\n`);

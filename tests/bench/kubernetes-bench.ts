@@ -22,7 +22,7 @@ import {
   startKubeSpawner,
 } from "../support/kubernetes.js";
 import { runningIp } from "./alternatives.js";
-import { ms, request, stats, timed } from "./measure.js";
+import { measureAlternating, ms, request, stats, timed } from "./measure.js";
 
 const { values } = parseArgs({ options: { runs: { type: "string", default: "12" } } });
 const RUNS = Number(values.runs);
@@ -43,28 +43,26 @@ async function main() {
     return request(`${spawner.url}${path}`, method, headers, text, onData);
   };
 
-  const ours: number[] = [];
-  const theirs: number[] = [];
-  const viaSpawner = async (i: number) => {
-    const id = `k-${i}-${randomBytes(2).toString("hex")}`;
+  // Each side times its own part; deleting what it made stays outside the clock.
+  const viaSpawner = async () => {
+    const id = `k-${randomBytes(3).toString("hex")}`;
     let output = "";
-    ours.push(
-      await timed(async () => {
-        let answer = "";
-        const status = await call("POST", "/v1/sessions", { id, org: "bench" }, (c) => {
-          answer += c;
-        });
-        if (status !== 201) throw new Error(`create ${id}: ${status} ${answer}`);
-        await call("POST", `/v1/sessions/${id}/execs?wait=true`, { argv: ["echo", "first"] }, (c) => {
-          output += c;
-        });
-      }),
-    );
+    const time = await timed(async () => {
+      let answer = "";
+      const status = await call("POST", "/v1/sessions", { id, org: "bench" }, (c) => {
+        answer += c;
+      });
+      if (status !== 201) throw new Error(`create ${id}: ${status} ${answer}`);
+      await call("POST", `/v1/sessions/${id}/execs?wait=true`, { argv: ["echo", "first"] }, (c) => {
+        output += c;
+      });
+    });
     if (!output.includes('"stdout":"first\\n"')) throw new Error(`no first output: ${output}`);
     await call("DELETE", `/v1/sessions/${id}`);
+    return time;
   };
-  const barePod = async (i: number) => {
-    const id = `b-${i}-${randomBytes(2).toString("hex")}`;
+  const barePod = async () => {
+    const id = `b-${randomBytes(3).toString("hex")}`;
     const token = randomBytes(16).toString("hex");
     const pod: V1Pod = bare.podOf({
       id,
@@ -74,44 +72,33 @@ async function main() {
       resources: { cpus: 1, memoryMb: 1024, pids: 1024 },
       workspace: { persistent: false, sizeMb: 1024 },
     });
-    theirs.push(
-      await timed(async () => {
-        const created = await core.createNamespacedPod({ namespace: SESSIONS_NAMESPACE, body: pod });
-        const ip = await runningIp(admin, pod.metadata?.name ?? "", created.metadata?.resourceVersion);
-        for (;;) {
-          const ok = await fetch(`http://${ip}:7070/healthz`).then(
-            (r) => r.ok,
-            () => false,
-          );
-          if (ok) break;
-          await new Promise((r) => setTimeout(r, 10));
-        }
-      }),
-    );
+    const time = await timed(async () => {
+      const created = await core.createNamespacedPod({ namespace: SESSIONS_NAMESPACE, body: pod });
+      const ip = await runningIp(admin, pod.metadata?.name ?? "", created.metadata?.resourceVersion);
+      for (;;) {
+        const ok = await fetch(`http://${ip}:7070/healthz`).then(
+          (r) => r.ok,
+          () => false,
+        );
+        if (ok) break;
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    });
     await core.deleteNamespacedPod({ name: pod.metadata?.name ?? "", namespace: SESSIONS_NAMESPACE });
+    return time;
   };
 
+  let samples: number[][];
   try {
-    // One of each first, unmeasured: image layers and the kubelet's caches warm up.
-    await viaSpawner(-1);
-    await barePod(-1);
-    ours.length = 0;
-    theirs.length = 0;
-    for (let i = 0; i < RUNS; i++) {
-      // Alternate which goes first, so drift on a shared machine hits both alike.
-      if (i % 2 === 0) {
-        await viaSpawner(i);
-        await barePod(i);
-      } else {
-        await barePod(i);
-        await viaSpawner(i);
-      }
-    }
+    // One of each first, unmeasured (image layers and the kubelet's caches warm up), then
+    // alternating which goes first.
+    samples = await measureAlternating([viaSpawner, barePod], { runs: RUNS, warmup: 1 });
   } finally {
     await spawner.stop();
     await removeKubeDeployment(spawner.deployment);
     await removeKubeDeployment(bareDeployment);
   }
+  const [ours = [], theirs = []] = samples;
   const o = stats(ours);
   const t = stats(theirs);
   console.log(`kubernetes benchmark — ${new Date().toISOString()}, Node ${process.version}, ${cpus().length} CPUs`);

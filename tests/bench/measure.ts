@@ -1,5 +1,5 @@
-// What both benchmarks measure with: order statistics, timing, an HTTP
-// keep-alive client, and SSE and binary-frame readers that count decoded payload bytes.
+// What the benchmarks measure with: order statistics, timing, alternating the sides compared,
+// an HTTP keep-alive client, and SSE and binary-frame readers that count decoded payload bytes.
 import http from "node:http";
 import { BinaryFrameDecoder, EXEC_FRAMES_MEDIA_TYPE, type ExecEvent } from "@sbx/protocol";
 import { createParser } from "eventsource-parser";
@@ -71,23 +71,48 @@ export async function readSsePayload(send: (onData: (chunk: string) => void) => 
 }
 
 /**
- * Times each named operation `runs` times, in alternating blocks of `block`
- * (rotating which goes first), so drift on a shared machine hits all alike
- * and no operation's after-effects always land on the same other one.
+ * One measured operation: it runs once and returns how long its measured part took, in ms, so
+ * that set-up and clean-up (removing what the last run left, deleting a session) stay outside
+ * the clock on every side alike. `whole` times all of a function.
+ */
+export type Sample = () => Promise<number>;
+
+export const whole =
+  (fn: () => Promise<unknown>): Sample =>
+  () =>
+    timed(fn);
+
+export interface AlternationOptions {
+  /** Samples kept of each operation. */
+  runs: number;
+  /** Runs of one operation in a row before the next takes its turn (1: one by one). */
+  block?: number;
+  /** Rounds of every operation run first and not kept (caches, JIT, image layers). */
+  warmup?: number;
+}
+
+/**
+ * The one way the benchmarks compare sides: each operation runs `runs` times, in turns of
+ * `block`, and which one goes first rotates from turn to turn (with two sides: ours first, then
+ * theirs first, and so on). Drift on a shared machine then hits every side alike, and no side's
+ * after-effects (an engine's clean-up, a refill) always land on the same other one. Returns the
+ * samples of each operation, in the order given.
  */
 export async function measureAlternating(
-  operations: Array<() => Promise<unknown>>,
-  runs: number,
-  block: number,
+  operations: Sample[],
+  { runs, block = 1, warmup = 0 }: AlternationOptions,
 ): Promise<number[][]> {
+  for (let round = 0; round < warmup; round++) {
+    for (let k = 0; k < operations.length; k++) await operations[(round + k) % operations.length]?.();
+  }
   const samples = operations.map(() => [] as number[]);
-  for (let done = 0, b = 0; done < runs; done += block, b++) {
+  for (let done = 0, turn = 0; done < runs; done += block, turn++) {
     for (let k = 0; k < operations.length; k++) {
-      const index = (b + k) % operations.length;
+      const index = (turn + k) % operations.length;
       const operation = operations[index];
       const into = samples[index];
       if (!operation || !into) continue;
-      for (let i = 0; i < Math.min(block, runs - done); i++) into.push(await timed(operation));
+      for (let i = 0; i < Math.min(block, runs - done); i++) into.push(await operation());
     }
   }
   return samples;

@@ -2,22 +2,25 @@
 // it imports) with esbuild first, since Node does not resolve our `.js`
 // specifiers to `.ts` sources.
 //
-//   node tests/bench/run.mjs runnerd-bench [args...]
-//   node tests/bench/run.mjs spawner-bench [args...]
-//   node tests/bench/run.mjs kubernetes-bench [args...]
-//   node tests/bench/run.mjs sessions-bench [--backend docker|kubernetes] [args...]
+//   node tests/bench/run.mjs <name> [args...]
+//
+// The benchmarks it knows, with their options, are those of benchmarks.json;
+// scripts/performance-doc.test.ts holds docs/performance.md to the same list.
 import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { build } from "esbuild";
+import BENCHMARKS from "./benchmarks.json" with { type: "json" };
 
 const [name, ...args] = process.argv.slice(2);
-if (!name) {
-  console.error("usage: node tests/bench/run.mjs <runnerd-bench|spawner-bench|kubernetes-bench> [args...]");
+if (!name || !Object.hasOwn(BENCHMARKS, name)) {
+  if (name) console.error(`unknown benchmark: ${name}`);
+  console.error("usage: node tests/bench/run.mjs <benchmark> [args...]\n");
+  for (const [known, usage] of Object.entries(BENCHMARKS)) console.error(`  ${known} ${usage}`);
   process.exit(2);
 }
 const here = new URL("./", import.meta.url);
 // At the same depth as tests/support, whose files locate the services relative to themselves.
-const outfile = fileURLToPath(new URL(`../.dist/${name.replaceAll("/", "-")}.mjs`, here));
+const outfile = fileURLToPath(new URL(`../.dist/${name}.mjs`, here));
 await build({
   entryPoints: [fileURLToPath(new URL(`${name}.ts`, here))],
   outfile,

@@ -11,7 +11,7 @@ import { cpus } from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { startRunnerd } from "../support/runnerd.js";
-import { agent, measureAlternating, ms, readSsePayload, request, stats, timed } from "./measure.js";
+import { agent, measureAlternating, ms, readSsePayload, request, stats, timed, whole } from "./measure.js";
 
 const { values } = parseArgs({
   options: {
@@ -93,7 +93,12 @@ async function main() {
     const directOnce = () => spawnDirect(["true"]);
     for (let i = 0; i < 30; i++) await Promise.all([waitOnce(), directOnce()]); // warm-up
     // One at a time, alternating, so drift on a shared machine hits all three alike.
-    const [direct = [], wait = [], sse = []] = await measureAlternating([directOnce, waitOnce, sseOnce], RUNS, 1);
+    const [direct = [], wait = [], sse = []] = await measureAlternating(
+      [whole(directOnce), whole(waitOnce), whole(sseOnce)],
+      {
+        runs: RUNS,
+      },
+    );
     const d = stats(direct);
     rows.push("| exec round trip of `true` | median | p90 | p99 | vs direct (median) |", "|---|---|---|---|---|");
     rows.push(`| child_process.spawn (direct) | ${ms(d.median)} | ${ms(d.p90)} | ${ms(d.p99)} | 1.00× |`);
@@ -129,21 +134,29 @@ async function main() {
       ["text lines, utf8 mode", textFile, "utf8"],
       ["random bytes, base64 mode", binFile, "base64"],
     ] as const) {
-      await readThroughRunnerd(port, token, file, encoding); // warm-up
-      const ours: number[] = [];
-      const theirs: number[] = [];
-      for (let i = 0; i < THROUGHPUT_RUNS; i++) {
+      // Each side checks it got every byte, outside the clock.
+      const throughRunnerd = async () => {
         let got = 0;
-        const t1 = await timed(async () => {
+        const time = await timed(async () => {
           got = await readThroughRunnerd(port, token, file, encoding);
         });
-        if (got !== bytes) throw new Error(`${name}: received ${got} of ${bytes} bytes`);
-        ours.push(bytes / 1e6 / (t1 / 1000));
-        const t2 = await timed(async () => {
+        if (got !== bytes) throw new Error(`${name}: runnerd delivered ${got} of ${bytes} bytes`);
+        return time;
+      };
+      const direct = async () => {
+        let got = 0;
+        const time = await timed(async () => {
           got = await readDirect(file);
         });
-        theirs.push(bytes / 1e6 / (t2 / 1000));
-      }
+        if (got !== bytes) throw new Error(`${name}: the direct read got ${got} of ${bytes} bytes`);
+        return time;
+      };
+      const [runnerdTimes = [], directTimes = []] = await measureAlternating([throughRunnerd, direct], {
+        runs: THROUGHPUT_RUNS,
+        warmup: 1,
+      });
+      const ours = runnerdTimes.map((t) => bytes / 1e6 / (t / 1000));
+      const theirs = directTimes.map((t) => bytes / 1e6 / (t / 1000));
       const a = stats(ours).median;
       const b = stats(theirs).median;
       rows.push(`| ${name} | ${a.toFixed(0)} MB/s | ${b.toFixed(0)} MB/s | ${(a / b).toFixed(2)}× |`);
@@ -153,7 +166,9 @@ async function main() {
     agent.destroy();
   }
   console.log(`runnerd benchmark — ${new Date().toISOString()}, Node ${process.version}, ${cpus().length} CPUs`);
-  console.log(`(${RUNS} round trips each; MB = 10^6 bytes of payload)\n`);
+  console.log(
+    `(${RUNS} round trips each, one by one in rotating order; throughput alternating which goes first; MB = 10^6 bytes of payload)\n`,
+  );
   console.log(rows.join("\n"));
 }
 

@@ -7,7 +7,8 @@
 //   node tests/bench/run.mjs sessions-bench [--backend docker|kubernetes] [--runs N]
 //
 // Needs the built spawner and sbx-runtime:latest; for Kubernetes a cluster (KUBECONFIG, or
-// deploy/local-cluster running). Every kind runs once unmeasured first, then in rotating order.
+// deploy/local-cluster running). Every kind runs once unmeasured first, then in rotating order
+// (measure.ts's measureAlternating, one by one).
 import { randomBytes } from "node:crypto";
 import { cpus } from "node:os";
 import { parseArgs } from "node:util";
@@ -26,7 +27,7 @@ import {
 } from "../support/kubernetes.js";
 import { type SpawnerHandle, startSpawner } from "../support/spawner.js";
 import { runningIp } from "./alternatives.js";
-import { ms, request, stats, timed } from "./measure.js";
+import { measureAlternating, ms, request, stats, timed } from "./measure.js";
 
 const { values } = parseArgs({
   options: { backend: { type: "string", default: "docker" }, runs: { type: "string", default: "12" } },
@@ -88,67 +89,56 @@ async function main() {
   };
   const bare = KUBE ? await barePodStarter() : bareDockerStarter();
 
-  const samples: Record<string, number[]> = { bare: [], cold: [], warm: [], resume: [] };
-  const kinds: Record<string, (i: number) => Promise<void>> = {
-    bare: async () => {
-      const { time, cleanup } = await bare();
-      samples.bare?.push(time);
-      await cleanup();
-    },
-    cold: async (i) => {
-      const id = `cold-${i}-${randomBytes(2).toString("hex")}`;
-      samples.cold?.push(
-        await timed(async () => {
-          await create(id, "default");
-          await firstOutput(id);
-        }),
-      );
-      await call("DELETE", `/v1/sessions/${id}`);
-    },
-    warm: async (i) => {
-      await settle();
-      const id = `warm-${i}-${randomBytes(2).toString("hex")}`;
-      samples.warm?.push(
-        await timed(async () => {
-          await create(id, "warm");
-          await firstOutput(id);
-        }),
-      );
-      await call("DELETE", `/v1/sessions/${id}`);
-    },
-    resume: async (i) => {
-      const id = `nap-${i}-${randomBytes(2).toString("hex")}`;
-      await create(id, KUBE ? "durable" : "default");
-      await firstOutput(id);
-      if ((await call("POST", `/v1/sessions/${id}/stop`)) !== 200) throw new Error(`stop ${id} failed`);
-      samples.resume?.push(
-        await timed(async () => {
-          if ((await call("POST", `/v1/sessions/${id}/resume`)) !== 200) throw new Error(`resume ${id} failed`);
-          await firstOutput(id);
-        }),
-      );
-      await call("DELETE", `/v1/sessions/${id}`);
-    },
+  // Each kind times its own part; creating what it needs and deleting what it made stay outside.
+  const bareOnce = async () => {
+    const { time, cleanup } = await bare();
+    await cleanup();
+    return time;
   };
-  const names = Object.keys(kinds);
+  const coldOnce = async () => {
+    const id = `cold-${randomBytes(3).toString("hex")}`;
+    const time = await timed(async () => {
+      await create(id, "default");
+      await firstOutput(id);
+    });
+    await call("DELETE", `/v1/sessions/${id}`);
+    return time;
+  };
+  const warmOnce = async () => {
+    await settle();
+    const id = `warm-${randomBytes(3).toString("hex")}`;
+    const time = await timed(async () => {
+      await create(id, "warm");
+      await firstOutput(id);
+    });
+    await call("DELETE", `/v1/sessions/${id}`);
+    return time;
+  };
+  const resumeOnce = async () => {
+    const id = `nap-${randomBytes(3).toString("hex")}`;
+    await create(id, KUBE ? "durable" : "default");
+    await firstOutput(id);
+    if ((await call("POST", `/v1/sessions/${id}/stop`)) !== 200) throw new Error(`stop ${id} failed`);
+    const time = await timed(async () => {
+      if ((await call("POST", `/v1/sessions/${id}/resume`)) !== 200) throw new Error(`resume ${id} failed`);
+      await firstOutput(id);
+    });
+    await call("DELETE", `/v1/sessions/${id}`);
+    return time;
+  };
+  let samples: number[][];
   try {
-    for (const name of names) await kinds[name]?.(-1);
-    for (const list of Object.values(samples)) list.length = 0;
-    for (let i = 0; i < RUNS; i++) {
-      // Rotate which goes first, so drift on a shared machine hits every kind alike.
-      for (let k = 0; k < names.length; k++) await kinds[names[(i + k) % names.length] ?? ""]?.(i);
-    }
+    samples = await measureAlternating([bareOnce, coldOnce, warmOnce, resumeOnce], { runs: RUNS, warmup: 1 });
   } finally {
     await spawner.stop();
     if (KUBE) await removeKubeDeployment(spawner.deployment);
     else await removeDeployment(spawner.deployment);
   }
-  const s = Object.fromEntries(Object.entries(samples).map(([k, v]) => [k, stats(v)]));
-  const base = s.bare?.median ?? Number.NaN;
-  const cold = s.cold?.median ?? Number.NaN;
-  const row = (label: string, key: string) => {
-    const x = s[key];
-    if (!x) return "";
+  const [bareTimes = [], coldTimes = [], warmTimes = [], resumeTimes = []] = samples;
+  const base = stats(bareTimes).median;
+  const cold = stats(coldTimes).median;
+  const row = (label: string, times: number[]) => {
+    const x = stats(times);
     return `| ${label} | ${ms(x.median)} | ${ms(x.p90)} | ${(x.median / base).toFixed(2)}× | ${(x.median / cold).toFixed(2)}× |`;
   };
   console.log(
@@ -157,10 +147,10 @@ async function main() {
   console.log(`(median and p90 of ${RUNS} runs each, rotating order)\n`);
   console.log("| → first exec output | median | p90 | vs bare | vs cold create |");
   console.log("|---|---|---|---|---|");
-  console.log(row(KUBE ? "bare Pod + runnerd answering" : "bare `docker run -d` + runnerd answering", "bare"));
-  console.log(row("cold create", "cold"));
-  console.log(row("warm pool claim", "warm"));
-  console.log(row("resume of a stopped session", "resume"));
+  console.log(row(KUBE ? "bare Pod + runnerd answering" : "bare `docker run -d` + runnerd answering", bareTimes));
+  console.log(row("cold create", coldTimes));
+  console.log(row("warm pool claim", warmTimes));
+  console.log(row("resume of a stopped session", resumeTimes));
 }
 
 /** `docker run -d` of the runtime image, timed until its runnerd answers at its address. */

@@ -4,10 +4,12 @@
 //   session create → first exec output    vs  `docker run -d` of the same image + waiting for it
 //
 //   node tests/bench/run.mjs spawner-bench [--runs N] [--throughput-runs N] [--mib N] [--create-runs N]
+//     [--access address|published]
 //
 // Needs a Docker engine, the built spawner and sbx-runtime:latest (`bun run images`).
-// runnerd is reached by container address, as in compose (`--access published` for a port on 127.0.0.1,
-// which on Docker's default userland proxy adds a process hop).
+// Every side reaches runnerd the same way, named by --access: `address` (the spawner's default,
+// SPAWNER_RUNNERD_ACCESS) at the container's address on its network, routed by the host;
+// `published` through a port published on 127.0.0.1 (Docker's userland proxy, one more process hop).
 import { randomBytes } from "node:crypto";
 import { cpus } from "node:os";
 import { parseArgs } from "node:util";
@@ -16,7 +18,7 @@ import Docker from "dockerode";
 import { RUNTIME_IMAGE, removeDeployment } from "../support/docker.js";
 import { startSpawner } from "../support/spawner.js";
 import { dockerExec } from "./alternatives.js";
-import { agent, measureAlternating, ms, readSsePayload, request, stats, timed } from "./measure.js";
+import { agent, measureAlternating, ms, readSsePayload, request, stats, timed, whole } from "./measure.js";
 
 const { values } = parseArgs({
   options: {
@@ -27,6 +29,10 @@ const { values } = parseArgs({
     access: { type: "string", default: "address" },
   },
 });
+if (values.access !== "address" && values.access !== "published") {
+  throw new Error(`--access must be address or published, not ${values.access}`);
+}
+const ACCESS = values.access;
 const RUNS = Number(values.runs);
 const THROUGHPUT_RUNS = Number(values["throughput-runs"]);
 const MIB = Number(values.mib);
@@ -39,7 +45,7 @@ async function main() {
   const spawner = await startSpawner({
     env: {
       SPAWNER_MAX_SESSIONS: "100",
-      SPAWNER_RUNNERD_ACCESS: values.access === "published" ? "published" : "address",
+      SPAWNER_RUNNERD_ACCESS: ACCESS,
       SPAWNER_MAX_SESSIONS_PER_ORG: "100",
       SPAWNER_MAX_CPUS: "2",
       SPAWNER_MAX_MEMORY_MB: "4096",
@@ -72,7 +78,13 @@ async function main() {
     for (let i = 0; i < 20; i++) await Promise.all([viaWait(), viaDocker()]);
     // In blocks of 25: the engine's clean-up after each `docker exec` (runc, the shim) must not
     // land on the spawner's next request.
-    const [dock = [], wait = [], sse = []] = await measureAlternating([viaDocker, viaWait, viaSse], RUNS, 25);
+    const [dock = [], wait = [], sse = []] = await measureAlternating(
+      [whole(viaDocker), whole(viaWait), whole(viaSse)],
+      {
+        runs: RUNS,
+        block: 25,
+      },
+    );
     const d = stats(dock);
     rows.push(
       "| exec round trip of `true` | median | p90 | p99 | speed-up vs docker exec (median) |",
@@ -100,27 +112,33 @@ async function main() {
       ["text lines, utf8 mode", "/workspace/text.txt", "utf8"],
       ["random bytes, base64 mode", "/workspace/random.bin", "base64"],
     ] as const) {
-      const ours: number[] = [];
-      const theirs: number[] = [];
-      for (let i = 0; i <= THROUGHPUT_RUNS; i++) {
+      // Each side checks it got every byte, outside the clock.
+      const viaSpawner = async () => {
         let got = 0;
-        const t1 = await timed(async () => {
+        const time = await timed(async () => {
           got = await readSsePayload((onData) =>
             call("POST", "/v1/sessions/bench/execs", { argv: ["cat", file], encoding }, onData),
           );
         });
         if (got !== BYTES) throw new Error(`${name}: spawner delivered ${got} of ${BYTES} bytes`);
+        return time;
+      };
+      const viaDockerExec = async () => {
         let seen = 0;
-        const t2 = await timed(() =>
+        const time = await timed(() =>
           dockerExec(container, ["cat", file], (n) => {
             seen += n;
           }),
         );
         if (seen !== BYTES) throw new Error(`${name}: docker exec delivered ${seen} of ${BYTES} bytes`);
-        if (i === 0) continue; // warm-up
-        ours.push(BYTES / 1e6 / (t1 / 1000));
-        theirs.push(BYTES / 1e6 / (t2 / 1000));
-      }
+        return time;
+      };
+      const [spawnerTimes = [], dockerTimes = []] = await measureAlternating([viaSpawner, viaDockerExec], {
+        runs: THROUGHPUT_RUNS,
+        warmup: 1,
+      });
+      const ours = spawnerTimes.map((t) => BYTES / 1e6 / (t / 1000));
+      const theirs = dockerTimes.map((t) => BYTES / 1e6 / (t / 1000));
       const a = stats(ours).median;
       const b = stats(theirs).median;
       rows.push(`| ${name} | ${a.toFixed(0)} MB/s | ${b.toFixed(0)} MB/s | ${(a / b).toFixed(2)}× |`);
@@ -128,55 +146,37 @@ async function main() {
     await call("DELETE", "/v1/sessions/bench");
 
     // ---- create to first output -----------------------------------------
-    const ours: number[] = [];
-    const theirs: number[] = [];
-    for (let i = 0; i < CREATE_RUNS; i++) {
-      const id = `c-${i}-${randomBytes(3).toString("hex")}`;
+    // Three sides, each cleaned up outside its clock: the spawner's session (on its network, where
+    // sessions cannot reach each other), a bare container on Docker's default bridge (what a plain
+    // `docker run -d` gets), and a bare container on the sessions' network (what the network costs
+    // at start, apart from the spawner's own work).
+    const viaSpawner = async () => {
+      const id = `c-${randomBytes(3).toString("hex")}`;
       let output = "";
-      ours.push(
-        await timed(async () => {
-          const status = await call("POST", "/v1/sessions", { id, org: "bench" });
-          if (status !== 201) throw new Error(`create ${id}: ${status}`);
-          await call("POST", `/v1/sessions/${id}/execs?wait=true`, { argv: ["echo", "first"] }, (c) => {
-            output += c;
-          });
-        }),
-      );
+      const time = await timed(async () => {
+        const status = await call("POST", "/v1/sessions", { id, org: "bench" });
+        if (status !== 201) throw new Error(`create ${id}: ${status}`);
+        await call("POST", `/v1/sessions/${id}/execs?wait=true`, { argv: ["echo", "first"] }, (c) => {
+          output += c;
+        });
+      });
       if (!output.includes('"stdout":"first\\n"')) throw new Error(`no first output: ${output}`);
       await call("DELETE", `/v1/sessions/${id}`);
-
-      theirs.push(
-        await timed(async () => {
-          const c = await docker.createContainer({
-            Image: RUNTIME_IMAGE,
-            Env: [`RUNNERD_TOKEN_SHA256=${"0".repeat(64)}`],
-            ExposedPorts: { "7070/tcp": {} },
-            HostConfig: { PortBindings: { "7070/tcp": [{ HostIp: "127.0.0.1", HostPort: "" }] } },
-          });
-          await c.start();
-          const info = await c.inspect();
-          const port = info.NetworkSettings.Ports["7070/tcp"]?.[0]?.HostPort;
-          for (;;) {
-            const ok = await fetch(`http://127.0.0.1:${port}/healthz`).then(
-              (r) => r.ok,
-              () => false,
-            );
-            if (ok) break;
-            await new Promise((r) => setTimeout(r, 10));
-          }
-          // Not timed in spirit, but cheap: the removal happens after the clock stops below.
-          bare.push(c);
-        }),
-      );
-      for (const c of bare.splice(0)) await c.remove({ force: true });
-    }
-    const o = stats(ours).median;
-    const t = stats(theirs).median;
+      return time;
+    };
+    const [spawnerTimes = [], bridgeTimes = [], networkTimes = []] = await measureAlternating(
+      [viaSpawner, bareRun("bridge"), bareRun(`sbx-${spawner.deployment}`)],
+      { runs: CREATE_RUNS, warmup: 1 },
+    );
+    const o = stats(spawnerTimes).median;
+    const t = stats(bridgeTimes).median;
+    const n = stats(networkTimes).median;
     rows.push(
       "",
       `| create → first output (median of ${CREATE_RUNS}) | time | vs bare docker run -d |`,
       "|---|---|---|",
-      `| docker run -d + runnerd answering (bare) | ${ms(t)} | 1.00× |`,
+      `| bare docker run -d + runnerd answering, default bridge | ${ms(t)} | 1.00× |`,
+      `| bare docker run -d + runnerd answering, the sessions' network | ${ms(n)} | ${(n / t).toFixed(2)}× |`,
       `| spawner: create session + first exec output | ${ms(o)} | ${(o / t).toFixed(2)}× |`,
     );
   } finally {
@@ -185,9 +185,53 @@ async function main() {
     await removeDeployment(spawner.deployment);
   }
   console.log(`spawner benchmark — ${new Date().toISOString()}, Node ${process.version}, ${cpus().length} CPUs`);
-  console.log(`(${RUNS} round trips each; runnerd reached by ${values.access}; MB = 10^6 bytes of payload)\n`);
+  console.log(
+    `(${RUNS} round trips each; every side reaches runnerd by ${ACCESS === "address" ? "the container's address" : "a port published on 127.0.0.1"} (--access ${ACCESS}); sides alternate which goes first; MB = 10^6 bytes of payload)\n`,
+  );
   console.log(rows.join("\n"));
 }
 
-const bare: Docker.Container[] = [];
+/**
+ * A bare `docker run -d` of the runtime image on `network`, timed until its runnerd answers where
+ * the spawner would reach it (ACCESS); the container is removed after the clock stops.
+ */
+function bareRun(network: string) {
+  return async () => {
+    let container: Docker.Container | undefined;
+    try {
+      return await timed(async () => {
+        container = await docker.createContainer({
+          Image: RUNTIME_IMAGE,
+          Env: [`RUNNERD_TOKEN_SHA256=${"0".repeat(64)}`],
+          ...(ACCESS === "published"
+            ? {
+                ExposedPorts: { "7070/tcp": {} },
+                HostConfig: {
+                  NetworkMode: network,
+                  PortBindings: { "7070/tcp": [{ HostIp: "127.0.0.1", HostPort: "" }] },
+                },
+              }
+            : { HostConfig: { NetworkMode: network } }),
+        });
+        await container.start();
+        const info = await container.inspect();
+        const base =
+          ACCESS === "published"
+            ? `http://127.0.0.1:${info.NetworkSettings.Ports["7070/tcp"]?.[0]?.HostPort}`
+            : `http://${info.NetworkSettings.Networks[network]?.IPAddress}:7070`;
+        for (;;) {
+          const ok = await fetch(`${base}/healthz`).then(
+            (r) => r.ok,
+            () => false,
+          );
+          if (ok) return;
+          await new Promise((r) => setTimeout(r, 10));
+        }
+      });
+    } finally {
+      await container?.remove({ force: true });
+    }
+  };
+}
+
 await main();
