@@ -1,9 +1,9 @@
 #!/bin/sh
-# The build stage of images/runtime and images/spawner: leaves SERVICE's bundle at
+# The build stage of images/runtime, images/spawner and images/gateway: leaves SERVICE's bundle at
 # services/SERVICE/dist/SERVICE.mjs. A bundle built on the host (`bun run build`, as CI
 # and the tests do) is used as it is; otherwise it is built here from source, which
 # needs the npm registry.
-#   usage: scripts/bundle-in-image.sh runnerd|spawner
+#   usage: scripts/bundle-in-image.sh runnerd|spawner|gateway
 set -eu
 service=$1
 bundle="services/$service/dist/$service.mjs"

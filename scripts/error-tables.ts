@@ -74,6 +74,7 @@ function factsOf(code: ErrorCode): ErrorCodeFacts {
 }
 
 function sourceLabel(from: readonly ErrorSource[]): string {
+  if (from.length === 3) return "all";
   return from.includes("spawner") && from.includes("runnerd") ? "both" : from.join(", ");
 }
 

@@ -43,6 +43,10 @@ export function backendOf(deployment: string, access: "address" | "published" = 
       orphanVolumeGraceMs: 10_000,
       stopTimeoutSeconds: 10,
       lockImage: RUNTIME_IMAGE,
+      // As the spawner runs: each session locked down to a gateway (none here, so nothing out).
+      egressGuard: true,
+      gatewayPort: undefined,
+      subnet: undefined,
     },
     createLogger("tests", "warn"),
   );

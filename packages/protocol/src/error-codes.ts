@@ -23,11 +23,15 @@ export const ERROR_STATUS = {
   PATH_OUTSIDE_ROOT: 403,
   PERMISSION_DENIED: 403,
   IMAGE_NOT_ALLOWED: 403,
+  EGRESS_NOT_ALLOWED: 403,
+  EGRESS_DENIED: 403,
   NOT_FOUND: 404,
   SESSION_NOT_FOUND: 404,
   PROFILE_NOT_FOUND: 404,
   EXEC_NOT_FOUND: 404,
   FILE_NOT_FOUND: 404,
+  /** The gateway needs the session's proxy credential (Proxy-Authorization). */
+  PROXY_AUTH_REQUIRED: 407,
   REQUEST_TIMEOUT: 408,
   SESSION_CONFLICT: 409,
   SESSION_NOT_READY: 409,
@@ -56,6 +60,8 @@ export const ERROR_STATUS = {
   FETCH_FAILED: 502,
   RUNNERD_UNREACHABLE: 502,
   RUNNERD_BAD_REPLY: 502,
+  /** The gateway could not open the connection a session asked for (refused, unreachable, timed out). */
+  UPSTREAM_UNREACHABLE: 502,
   IMAGE_UNAVAILABLE: 502,
   SESSION_START_FAILED: 502,
   BACKEND_UNAVAILABLE: 503,
@@ -140,6 +146,13 @@ export const RunnerdBadReplyDetailsSchema = z.union([
 
 export const ImageUnavailableDetailsSchema = z.object({ image: z.string() });
 
+export const EgressDeniedDetailsSchema = z.object({
+  /** Which rule refused: `policy`, `port`, `private-address`, `unresolvable`, `session-state`. */
+  rule: z.string(),
+  host: z.string(),
+  port: z.number(),
+});
+
 // ---- who answers each code, and what it means ----------------------------
 
 /**
@@ -147,7 +160,7 @@ export const ImageUnavailableDetailsSchema = z.object({ image: z.string() });
  * session routes (`/v1/sessions/:id/execs`, `/env`, `/files`) reach API
  * callers unchanged, through the spawner.
  */
-export type ErrorSource = "spawner" | "runnerd";
+export type ErrorSource = "spawner" | "runnerd" | "gateway";
 
 export interface ErrorCodeFacts {
   /** The services whose own code answers with it (the spawner passing runnerd's answers on does not count). */
@@ -160,8 +173,11 @@ export interface ErrorCodeFacts {
 
 const SPAWNER: readonly ErrorSource[] = ["spawner"];
 const RUNNERD: readonly ErrorSource[] = ["runnerd"];
+const GATEWAY: readonly ErrorSource[] = ["gateway"];
 /** Codes both services answer, most of them from the edge they share (HTTP parsing, bodies, routes, the error handler). */
 const BOTH: readonly ErrorSource[] = ["spawner", "runnerd"];
+/** Codes every service answers: the shared edge's (HTTP parsing, routes, the error handler). */
+const ALL: readonly ErrorSource[] = ["spawner", "runnerd", "gateway"];
 
 /**
  * What each code means, who answers it and its `details`. Keyed by
@@ -171,22 +187,26 @@ const BOTH: readonly ErrorSource[] = ["spawner", "runnerd"];
  */
 export const ERROR_CODES = {
   VALIDATION_FAILED: {
-    from: BOTH,
+    from: ALL,
     meaning: "the body, query or a header is invalid; `issues` names each field where it can",
     details: ValidationFailedDetailsSchema.optional(),
   },
   MALFORMED_REQUEST: {
-    from: BOTH,
+    from: ALL,
     meaning: "the HTTP request itself could not be parsed (refused before any route saw it)",
   },
-  INVALID_JSON: { from: BOTH, meaning: "a JSON body that does not parse" },
+  INVALID_JSON: { from: ALL, meaning: "a JSON body that does not parse" },
   INVALID_PATH: {
     from: RUNNERD,
     meaning:
       "a path that is empty, holds NUL, is too long or loops through links, or the workspace root where it cannot be",
   },
   INVALID_CWD: { from: RUNNERD, meaning: "an exec's `cwd` that does not exist or is not a directory" },
-  UNAUTHORIZED: { from: RUNNERD, meaning: "runnerd's bearer token is missing or wrong" },
+  UNAUTHORIZED: {
+    from: BOTH,
+    meaning:
+      "runnerd's bearer token is missing or wrong, or a gateway grant lookup is not signed with the shared secret",
+  },
   SIGNATURE_MISSING: {
     from: SPAWNER,
     meaning: "the request is not signed: a signature header is missing",
@@ -224,7 +244,23 @@ export const ERROR_CODES = {
     meaning: "the image is not on the profile's allow-list",
     details: ImageNotAllowedDetailsSchema,
   },
-  NOT_FOUND: { from: BOTH, meaning: "no such route (method and path)" },
+  EGRESS_NOT_ALLOWED: {
+    from: SPAWNER,
+    meaning: "a session's `network` asks for more than the deployment allows (`SPAWNER_EGRESS_*`)",
+    details: ValidationFailedDetailsSchema,
+  },
+  EGRESS_DENIED: {
+    from: GATEWAY,
+    meaning:
+      "the gateway refused a session's connection; `rule` names why (the session's policy, a private address, a port)",
+    details: EgressDeniedDetailsSchema,
+  },
+  PROXY_AUTH_REQUIRED: {
+    from: GATEWAY,
+    meaning: "a request to the gateway without a valid session credential, or from elsewhere than that session",
+  },
+
+  NOT_FOUND: { from: ALL, meaning: "no such route (method and path)" },
   SESSION_NOT_FOUND: { from: SPAWNER, meaning: "no session with that id" },
   PROFILE_NOT_FOUND: {
     from: SPAWNER,
@@ -234,7 +270,7 @@ export const ERROR_CODES = {
   EXEC_NOT_FOUND: { from: RUNNERD, meaning: "no exec with that id (never started, or forgotten)" },
   FILE_NOT_FOUND: { from: RUNNERD, meaning: "no such file or directory" },
   REQUEST_TIMEOUT: {
-    from: BOTH,
+    from: ALL,
     meaning: "the request's headers did not arrive within the server's header timeout",
   },
   SESSION_CONFLICT: {
@@ -297,16 +333,17 @@ export const ERROR_CODES = {
     meaning: "`RUNNERD_MAX_EXECS` execs are already running; with `Retry-After`",
   },
   TOO_MANY_REQUESTS: {
-    from: RUNNERD,
-    meaning: "runnerd holds as many signed requests as it keeps within the replay window; with `Retry-After`",
+    from: ["runnerd", "gateway"],
+    meaning:
+      "runnerd holds as many signed requests as it keeps within the replay window, or a session holds as many gateway connections as it may; with `Retry-After`",
   },
   CAPACITY_EXCEEDED: {
     from: SPAWNER,
     meaning: "the session limit is reached, for the spawner or for the org; with `Retry-After`",
     details: CapacityExceededDetailsSchema,
   },
-  HEADERS_TOO_LARGE: { from: BOTH, meaning: "the request's headers exceed the server's limit" },
-  INTERNAL: { from: BOTH, meaning: "an unforeseen error; the answering service's log has it" },
+  HEADERS_TOO_LARGE: { from: ALL, meaning: "the request's headers exceed the server's limit" },
+  INTERNAL: { from: ALL, meaning: "an unforeseen error; the answering service's log has it" },
   FETCH_FAILED: {
     from: RUNNERD,
     meaning: "a fetch's URL could not be reached, answered with an error status, or broke off",
@@ -315,6 +352,10 @@ export const ERROR_CODES = {
   RUNNERD_UNREACHABLE: {
     from: SPAWNER,
     meaning: "the session runs, but its runnerd did not answer in time, broke off, or refused the spawner's call",
+  },
+  UPSTREAM_UNREACHABLE: {
+    from: GATEWAY,
+    meaning: "the gateway allowed a session's connection but could not open it (refused, unreachable, timed out)",
   },
   RUNNERD_BAD_REPLY: {
     from: SPAWNER,

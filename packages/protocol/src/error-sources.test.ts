@@ -5,7 +5,7 @@ import { describe, expect, it } from "vitest";
 import { ERROR_CODES, type ErrorCode, type ErrorSource, isErrorCode } from "./error-codes.js";
 
 const REPO_ROOT = fileURLToPath(new URL("../../../", import.meta.url));
-const SERVICES = ["spawner", "runnerd"] as const;
+const SERVICES = ["spawner", "runnerd", "gateway"] as const;
 
 /**
  * The source folders each service runs. Both run the shared edge (HTTP
@@ -14,14 +14,11 @@ const SERVICES = ["spawner", "runnerd"] as const;
 const SOURCES: Record<ErrorSource, string[]> = {
   spawner: ["services/spawner/src", "packages/edge/src", "packages/protocol/src"],
   runnerd: ["services/runnerd/src", "packages/edge/src", "packages/protocol/src"],
+  gateway: ["services/gateway/src", "packages/edge/src", "packages/protocol/src"],
 };
 
 /** Source that answers no caller: the table of codes itself, and stand-ins only tests run. */
-const NOT_ANSWERING = [
-  "packages/protocol/src/error-codes.ts",
-  // The memory backend and its fake runnerd: in-process doubles for the unit tests.
-  "services/spawner/src/backends/memory/",
-];
+const NOT_ANSWERING = ["packages/protocol/src/error-codes.ts"];
 
 function sourceFiles(dir: string): string[] {
   return readdirSync(path.join(REPO_ROOT, dir), { recursive: true, withFileTypes: true })

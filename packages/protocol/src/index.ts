@@ -1,3 +1,4 @@
+export * from "./egress.js";
 export * from "./env-config.js";
 export * from "./env-policy.js";
 export * from "./error-codes.js";

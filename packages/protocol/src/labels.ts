@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { type EgressPolicy, EgressPolicySchema } from "./egress.js";
 
 /**
  * Keys under which a session's truth is stored on its backend objects, in
@@ -42,6 +43,8 @@ export const ANNOTATIONS = {
   poolMember: "sbx.dev/pool-member",
   /** On the object that outlives a stopped session: when the spawner stopped it. */
   stoppedAt: "sbx.dev/stopped-at",
+  /** The egress policy in effect (JSON; see egress.ts). */
+  egress: "sbx.dev/egress",
   /** Prefix of the caller's own labels (`sbx.label/<key>`). */
   userPrefix: "sbx.label/",
 } as const;
@@ -80,4 +83,33 @@ export function leaseOfAnnotations(annotations: Readonly<Record<string, string>>
     idleTimeoutMs: number(ANNOTATIONS.idleTimeoutMs),
   });
   return parsed.success ? parsed.data : undefined;
+}
+
+/**
+ * The annotations the spawner may change after a create (a PATCH): the lease and the egress
+ * policy. Docker keeps their changes on volumes of their own; a backend applies no other key.
+ */
+export const AMENDABLE_ANNOTATIONS: readonly string[] = [
+  ANNOTATIONS.expiresAt,
+  ANNOTATIONS.idleTimeoutMs,
+  ANNOTATIONS.egress,
+];
+
+/** An egress policy as the annotation that holds it. */
+export function egressAnnotations(policy: EgressPolicy): Record<string, string> {
+  return { [ANNOTATIONS.egress]: JSON.stringify(policy) };
+}
+
+/** The egress policy a session's annotations hold; undefined when none is there (or it does not parse). */
+export function egressOfAnnotations(annotations: Readonly<Record<string, string>>): EgressPolicy | undefined {
+  const text = annotations[ANNOTATIONS.egress];
+  if (text === undefined) return undefined;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  const policy = EgressPolicySchema.safeParse(parsed);
+  return policy.success ? policy.data : undefined;
 }

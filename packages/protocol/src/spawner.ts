@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { EgressPolicySchema, EgressRequestSchema } from "./egress.js";
 import { EnvMapSchema } from "./primitives.js";
 
 /** A session id is a DNS label, so it can name containers, Pods and volumes as it is. */
@@ -50,6 +51,8 @@ export const CreateSessionRequestSchema = z.strictObject({
   /** Lifetime from creation; the spawner bounds it by its configured maximum. */
   ttlMs: z.int().min(1000).optional(),
   idleTimeoutMs: z.int().min(1000).optional(),
+  /** Where the session may connect, through the gateway (default: the deployment's; never more than its ceiling). */
+  network: EgressRequestSchema.optional(),
 });
 export type CreateSessionRequest = z.input<typeof CreateSessionRequestSchema>;
 
@@ -121,6 +124,8 @@ export const SessionSchema = z.object({
   labels: z.record(z.string(), z.string()),
   resources: z.object({ cpus: z.number(), memoryMb: z.number(), pids: z.number() }),
   backend: z.enum(["docker", "kubernetes"]),
+  /** The egress policy in effect (what the gateway lets through). */
+  network: EgressPolicySchema,
 });
 export type Session = z.infer<typeof SessionSchema>;
 
@@ -145,12 +150,16 @@ export const PatchSessionRequestSchema = z
     /** New absolute end (epoch ms). */
     expiresAt: z.int().min(0).optional(),
     idleTimeoutMs: z.int().min(1000).optional(),
+    /** A new egress policy (within the deployment's ceiling); audited. */
+    network: EgressRequestSchema.optional(),
   })
   .refine((r) => r.ttlMs === undefined || r.expiresAt === undefined, {
     message: "give ttlMs or expiresAt, not both",
     path: ["expiresAt"],
   })
-  .refine((r) => r.ttlMs !== undefined || r.expiresAt !== undefined || r.idleTimeoutMs !== undefined, {
-    message: "give ttlMs, expiresAt or idleTimeoutMs",
-  });
+  .refine(
+    (r) =>
+      r.ttlMs !== undefined || r.expiresAt !== undefined || r.idleTimeoutMs !== undefined || r.network !== undefined,
+    { message: "give ttlMs, expiresAt, idleTimeoutMs or network" },
+  );
 export type PatchSessionRequest = z.input<typeof PatchSessionRequestSchema>;

@@ -9,6 +9,7 @@ import type { Config } from "./config.js";
 import { Metrics } from "./metrics.js";
 import { RunnerdProxy } from "./proxy/runnerd-proxy.js";
 import { healthRoutes, PUBLIC_PATHS } from "./routes/health.js";
+import { INTERNAL_PREFIX, internalRoutes } from "./routes/internal.js";
 import { sessionProxyRoutes } from "./routes/session-proxy.js";
 import { sessionRoutes } from "./routes/sessions.js";
 import { apiErrorOf } from "./sessions/backend-error-map.js";
@@ -70,7 +71,7 @@ export function createSpawner(deps: SpawnerDeps): Spawner {
     log,
   );
   app.use("*", async (c, next) => {
-    if (PUBLIC_PATHS.has(c.req.path)) return next();
+    if (PUBLIC_PATHS.has(c.req.path) || c.req.path.startsWith(INTERNAL_PREFIX)) return next();
     if (isStreamingUpload(c.req.method, c.req.path)) return auth(c, next);
     return limit(c, async () => {
       await auth(c, next);
@@ -78,6 +79,10 @@ export function createSpawner(deps: SpawnerDeps): Spawner {
   });
 
   app.route("/", healthRoutes(backend));
+  app.route(
+    "/",
+    internalRoutes(registry, config.gateway?.secret, () => clock.now()),
+  );
   app.route("/", sessionRoutes(sessions));
   app.route("/", sessionProxyRoutes(sessions, proxy, metrics));
   app.openAPIRegistry.registerComponent("securitySchemes", "hmac", {

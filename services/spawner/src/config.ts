@@ -1,5 +1,15 @@
 import { ConfigError } from "@sbx/edge";
-import { describeEnvIssues, ImageRefSchema, ProfileNameSchema, SessionIdSchema } from "@sbx/protocol";
+import {
+  DEFAULT_EGRESS_PORTS,
+  describeEnvIssues,
+  EgressModeSchema,
+  EgressRequestSchema,
+  HostPatternSchema,
+  ImageRefSchema,
+  PortSchema,
+  ProfileNameSchema,
+  SessionIdSchema,
+} from "@sbx/protocol";
 import { z } from "zod";
 import { SPAWNER_OWNED_RUNNERD_SETTINGS } from "./backends/runtime-contract.js";
 
@@ -73,18 +83,17 @@ const ProfileSchema = z.strictObject({
   pool: z.strictObject({ size: z.int().min(0).max(1000), max: z.int().min(1).max(1000).optional() }).optional(),
 });
 
-const ProfilesSchema = z
-  .string()
-  .transform((v, ctx) => {
-    try {
-      const parsed: unknown = JSON.parse(v);
-      return parsed;
-    } catch {
-      ctx.addIssue({ code: "custom", message: "must be JSON" });
-      return z.NEVER;
-    }
-  })
-  .pipe(z.record(ProfileNameSchema, ProfileSchema));
+const json = z.string().transform((v, ctx) => {
+  try {
+    const parsed: unknown = JSON.parse(v);
+    return parsed;
+  } catch {
+    ctx.addIssue({ code: "custom", message: "must be JSON" });
+    return z.NEVER;
+  }
+});
+
+const ProfilesSchema = json.pipe(z.record(ProfileNameSchema, ProfileSchema));
 
 const ConfigEnvSchema = z.object({
   SPAWNER_HOST: z.string().min(1).default("127.0.0.1"),
@@ -105,6 +114,11 @@ const ConfigEnvSchema = z.object({
   SPAWNER_DOCKER_SOCKET: z.string().default("/var/run/docker.sock"),
   /** Bridge network for session containers (created if missing). Default: sbx-<deployment>. */
   SPAWNER_DOCKER_NETWORK: z.string().optional(),
+  /**
+   * The subnet that network is made with (e.g. 172.30.99.0/24), so its gateway address — where
+   * sessions reach the egress gateway on the host — is known in advance. Default: Docker's choice.
+   */
+  SPAWNER_DOCKER_SUBNET: z.cidrv4().optional(),
   /**
    * How the spawner reaches runnerd: `address` — the container's IP on the sessions' bridge,
    * routed by the host (the spawner on the host, or in a container with host networking, as
@@ -197,6 +211,31 @@ const ConfigEnvSchema = z.object({
       return env;
     })
     .default({}),
+  /** The egress policy of a session that asks for none (JSON, as a create's `network`). */
+  SPAWNER_EGRESS_DEFAULT: json.pipe(EgressRequestSchema).default({ egress: "deny" }),
+  /** The most a session may ask for: `deny`, `allowlist` or `open`. */
+  SPAWNER_EGRESS_MAX: EgressModeSchema.default("open"),
+  /** Where set, the only host patterns an allowlist may name (each within one of these). */
+  SPAWNER_EGRESS_HOSTS: list.pipe(z.array(HostPatternSchema)).optional(),
+  /** Where set, the only ports a session's policy may name. */
+  SPAWNER_EGRESS_PORTS: list.pipe(z.array(z.string().regex(/^\d+$/).transform(Number).pipe(PortSchema))).optional(),
+  /**
+   * The secret shared with the egress gateway (services/gateway): sessions' proxy credentials and
+   * the gateway's grant lookups derive from it. Without it sessions get no proxy: nothing out.
+   */
+  SPAWNER_GATEWAY_SECRET: z.string().min(32, "must be at least 32 characters").optional(),
+  /**
+   * The gateway's proxy as sessions reach it, e.g. http://10.96.0.40:3128. Docker's default: the
+   * sessions' bridge address at SPAWNER_GATEWAY_PROXY_PORT (the gateway listens on the host there).
+   */
+  SPAWNER_GATEWAY_PROXY_URL: z.url().optional(),
+  SPAWNER_GATEWAY_PROXY_PORT: int(1, 65_535).default(3128),
+  /**
+   * Docker: lock each session's network namespace down to the gateway (iptables rules applied by
+   * the spawner, which must then run as root with the host's PIDs). Off only where the host
+   * enforces the same by other means; sessions otherwise reach the host and the LAN.
+   */
+  SPAWNER_DOCKER_EGRESS_GUARD: flag.default(true),
   SPAWNER_LOG_LEVEL: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
 });
 
@@ -257,6 +296,8 @@ const ConfigSchema = ConfigEnvSchema.transform((e, ctx) => {
             network: e.SPAWNER_DOCKER_NETWORK ?? `sbx-${e.SPAWNER_DEPLOYMENT}`,
             access: e.SPAWNER_RUNNERD_ACCESS,
             pull: e.SPAWNER_PULL_IMAGES,
+            egressGuard: e.SPAWNER_DOCKER_EGRESS_GUARD,
+            subnet: e.SPAWNER_DOCKER_SUBNET,
           }
         : {
             kind: "kubernetes" as const,
@@ -290,6 +331,24 @@ const ConfigSchema = ConfigEnvSchema.transform((e, ctx) => {
     adoptIntervalMs: e.SPAWNER_ADOPT_INTERVAL_MS,
     maxJsonBytes: e.SPAWNER_MAX_JSON_BYTES,
     runnerdEnv: e.SPAWNER_RUNNERD_ENV,
+    egress: {
+      default: {
+        egress: e.SPAWNER_EGRESS_DEFAULT.egress,
+        allow: e.SPAWNER_EGRESS_DEFAULT.allow ?? [],
+        ports: e.SPAWNER_EGRESS_DEFAULT.ports ?? [...DEFAULT_EGRESS_PORTS],
+      },
+      max: e.SPAWNER_EGRESS_MAX,
+      hosts: e.SPAWNER_EGRESS_HOSTS,
+      ports: e.SPAWNER_EGRESS_PORTS,
+    },
+    gateway:
+      e.SPAWNER_GATEWAY_SECRET === undefined
+        ? undefined
+        : {
+            secret: e.SPAWNER_GATEWAY_SECRET,
+            proxyUrl: e.SPAWNER_GATEWAY_PROXY_URL,
+            proxyPort: e.SPAWNER_GATEWAY_PROXY_PORT,
+          },
     logLevel: e.SPAWNER_LOG_LEVEL,
   };
 });
@@ -311,11 +370,13 @@ export interface Profile {
 export const PUBLISHED_DEV_SECRETS: ReadonlySet<string> = new Set([
   "sbx-dev-secret-0123456789abcdef",
   "sbx-dev-runnerd-secret-0123456789abcdef",
+  "sbx-dev-gateway-secret-0123456789abcdef",
 ]);
 
 export function usesPublishedSecrets(config: Config): boolean {
   return (
     PUBLISHED_DEV_SECRETS.has(config.runnerdSecret) ||
+    (config.gateway !== undefined && PUBLISHED_DEV_SECRETS.has(config.gateway.secret)) ||
     [...config.hmacKeys.values()].some((secret) => PUBLISHED_DEV_SECRETS.has(secret))
   );
 }

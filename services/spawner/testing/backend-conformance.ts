@@ -470,7 +470,7 @@ export function runBackendConformance(name: string, setup: () => Promise<Conform
         await putFile(s, "kept.txt", "before the stop");
         const leaseOf = async () => leaseOfAnnotations((await h.backend.find(id))?.meta.annotations ?? {});
         const lease = { expiresAt: Date.now() + 3_600_000, idleTimeoutMs: 60_000 };
-        await h.backend.setLease(id, lease);
+        await h.backend.amend(id, leaseAnnotations(lease));
         expect(await leaseOf()).toEqual(lease);
         await h.backend.stop(id);
         const stopped = await h.backend.find(id);
@@ -480,7 +480,7 @@ export function runBackendConformance(name: string, setup: () => Promise<Conform
         expect((await h.backend.list()).find((x) => x.id === id)?.state.phase).toBe("stopped");
         // A stopped session's lease changes too, without waking it; the newest lease is the one read.
         const later = { expiresAt: lease.expiresAt + 60_000, idleTimeoutMs: 90_000 };
-        await h.backend.setLease(id, later);
+        await h.backend.amend(id, leaseAnnotations(later));
         expect(await leaseOf()).toEqual(later);
         expect((await h.backend.list()).find((x) => x.id === id)?.meta.annotations).toMatchObject(
           leaseAnnotations(later),
@@ -495,7 +495,7 @@ export function runBackendConformance(name: string, setup: () => Promise<Conform
         expect(await leaseOf()).toEqual(later);
         expect(await h.backend.destroy(id)).toBe(true);
         await nothingLeftOf(id);
-        await expect(h.backend.setLease(id, lease)).rejects.toBeInstanceOf(BackendNotFoundError);
+        await expect(h.backend.amend(id, leaseAnnotations(lease))).rejects.toBeInstanceOf(BackendNotFoundError);
       },
       TEST_TIMEOUT_MS,
     );

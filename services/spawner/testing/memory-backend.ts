@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { type Clock, sleep, systemClock } from "@sbx/edge";
-import { ANNOTATIONS, type FailureReason, LABELS, type Lease, leaseAnnotations } from "@sbx/protocol";
+import { ANNOTATIONS, type FailureReason, LABELS } from "@sbx/protocol";
 import type {
   BackendCapabilities,
   BackendSession,
@@ -21,6 +21,7 @@ import {
   StartFailedError,
   StartTimeoutError,
 } from "../src/backends/backend-errors.js";
+import { amendable } from "../src/backends/core/session-meta.js";
 import { FakeRunnerd, type RouteAnswer } from "./fake-runnerd.js";
 
 export interface MemoryBackendOptions {
@@ -34,6 +35,8 @@ export interface MemoryBackendOptions {
   silentImages?: string[];
   /** How long a start takes before runnerd answers. */
   startDelayMs?: number;
+  /** Where its sessions reach the host (as a Docker network's gateway address). */
+  hostAddress?: string;
   /** Its time (lock expiries, stop times, start delays) and its fake runnerds' (default: the system's). */
   clock?: Clock;
   /** What the platform it stands in for can do (default: everything). */
@@ -79,6 +82,10 @@ export class MemoryBackend implements SessionBackend {
 
   async ping(): Promise<void> {
     this.check();
+  }
+
+  hostAddress(): string | undefined {
+    return this.options.hostAddress;
   }
 
   async create(spec: BackendSessionSpec, signal: AbortSignal): Promise<BackendSession> {
@@ -226,15 +233,13 @@ export class MemoryBackend implements SessionBackend {
     this.emit(id);
   }
 
-  async setLease(id: string, lease: Lease): Promise<void> {
+  async amend(id: string, changes: Readonly<Record<string, string>>): Promise<void> {
     this.check();
     const entry = this.entries.get(id);
     if (!entry || isMember(entry.session)) throw new BackendNotFoundError(`no session ${id}`);
     const { meta } = entry.session;
-    entry.session = {
-      ...entry.session,
-      meta: { ...meta, annotations: { ...meta.annotations, ...leaseAnnotations(lease) } },
-    };
+    const annotations = { ...meta.annotations, ...amendable(changes) };
+    entry.session = { ...entry.session, meta: { ...meta, annotations } };
     this.emit(id);
   }
 

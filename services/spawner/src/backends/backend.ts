@@ -1,4 +1,4 @@
-import type { FailureReason, Lease } from "@sbx/protocol";
+import type { FailureReason } from "@sbx/protocol";
 
 /** Where a session's runnerd answers. */
 export interface Endpoint {
@@ -58,6 +58,11 @@ export interface BackendSession {
   state: BackendState;
   /** Set once it runs and has an address. */
   endpoint: Endpoint | undefined;
+  /**
+   * The session's own address on its network, where it differs from runnerd's endpoint (a port
+   * published on the host): what its connections come from. Otherwise the endpoint's host.
+   */
+  address?: string | undefined;
 }
 
 /** A lock as its holder took it: `token` tells this taking from any later one of the same name. */
@@ -120,6 +125,11 @@ export interface SessionBackend {
   init(): Promise<void>;
   /** Throws BackendUnavailableError when the platform cannot be reached. */
   ping(): Promise<void>;
+  /**
+   * The address at which sessions reach the host they run on (the sessions' network's own gateway
+   * address), where the platform gives one: where a gateway on the host serves them. Known after init.
+   */
+  hostAddress(): string | undefined;
   /** Ends what the backend itself keeps running (a platform watch); the sessions are untouched. */
   close(): Promise<void>;
   /**
@@ -137,11 +147,11 @@ export interface SessionBackend {
    */
   stop(id: string): Promise<void>;
   /**
-   * Records a new lease (lifetime) in the session's own platform objects, running or stopped,
-   * where every replica's lookup finds it and nothing inside the session can write.
-   * BackendNotFoundError when there is no such session.
+   * Changes amendable annotations (AMENDABLE_ANNOTATIONS: the lease, the egress policy) in the
+   * session's own platform objects, running or stopped, where every replica's lookup finds them
+   * and nothing inside the session can write. BackendNotFoundError when there is no such session.
    */
-  setLease(id: string, lease: Lease): Promise<void>;
+  amend(id: string, changes: Readonly<Record<string, string>>): Promise<void>;
   /** Starts a stopped session again, as `create` does (same deadline and failure rules). */
   resume(spec: BackendSessionSpec, signal: AbortSignal): Promise<BackendSession>;
   /**

@@ -44,6 +44,9 @@ export function createBackend(config: Config, log: Logger): SessionBackend {
           stopTimeoutSeconds: config.terminationGraceSeconds,
           // Locks are never-started containers of an image the engine has: the default one.
           lockImage: config.profiles.get("default")?.images[0] ?? "sbx-runtime:latest",
+          egressGuard: settings.egressGuard,
+          subnet: settings.subnet,
+          gatewayPort: config.gateway?.proxyUrl === undefined ? config.gateway?.proxyPort : undefined,
         },
         log,
       );

@@ -1,4 +1,14 @@
-import { ANNOTATIONS, isLabelValue, LABELS, leaseAnnotations, leaseOfAnnotations } from "@sbx/protocol";
+import {
+  ANNOTATIONS,
+  DEFAULT_EGRESS_PORTS,
+  type EgressPolicy,
+  egressAnnotations,
+  egressOfAnnotations,
+  isLabelValue,
+  LABELS,
+  leaseAnnotations,
+  leaseOfAnnotations,
+} from "@sbx/protocol";
 import type { SessionMeta } from "../backends/backend.js";
 
 /** A session's durable facts, exactly what its backend objects' labels and annotations carry. */
@@ -15,6 +25,8 @@ export interface SessionRecord {
   resources: { cpus: number; memoryMb: number; pids: number };
   /** The caller's own labels. */
   labels: Record<string, string>;
+  /** The egress policy in effect: set at create, changed by a PATCH. */
+  network: EgressPolicy;
   specDigest: string;
   /** The workspace as created (a resume on Kubernetes makes the Pod again around it). */
   workspace: { persistent: boolean; sizeMb: number; storageClass: string | undefined };
@@ -41,6 +53,7 @@ export function metaOf(record: SessionRecord): SessionMeta {
     [ANNOTATIONS.image]: record.image,
     [ANNOTATIONS.createdAt]: String(record.createdAt),
     ...leaseAnnotations({ expiresAt: record.expiresAt, idleTimeoutMs: record.idleTimeoutMs }),
+    ...egressAnnotations(record.network),
     [ANNOTATIONS.cpus]: String(record.resources.cpus),
     [ANNOTATIONS.memoryMb]: String(record.resources.memoryMb),
     [ANNOTATIONS.pids]: String(record.resources.pids),
@@ -100,6 +113,8 @@ export function recordFromMeta(meta: SessionMeta): SessionRecord | undefined {
     idleTimeoutMs: lease.idleTimeoutMs,
     resources: { cpus, memoryMb, pids },
     labels: userLabels,
+    // Sessions made before egress policies existed had nothing out: deny.
+    network: egressOfAnnotations(annotations) ?? { egress: "deny", allow: [], ports: [...DEFAULT_EGRESS_PORTS] },
     specDigest,
     workspace: workspaceOf(annotations[ANNOTATIONS.workspace]),
     runnerdKey: annotations[ANNOTATIONS.poolMember] ?? id,

@@ -16,6 +16,7 @@ const record: SessionRecord = {
   idleTimeoutMs: 60_000,
   resources: { cpus: 1, memoryMb: 512, pids: 256 },
   labels: {},
+  network: { egress: "deny", allow: [], ports: [80, 443] },
   specDigest: "d",
   workspace: { persistent: false, sizeMb: 1024, storageClass: undefined },
   runnerdKey: "s1",

@@ -8,6 +8,8 @@ export interface KnownSession {
   record: SessionRecord;
   state: BackendState;
   endpoint: Endpoint | undefined;
+  /** Where its own connections come from (see BackendSession.address). */
+  address: string | undefined;
   /** When this replica first saw it failed: the failure time where the backend cannot tell it. */
   failedSeenAt: number | undefined;
 }
@@ -186,6 +188,7 @@ export class SessionRegistry {
       record,
       state: session.state,
       endpoint: session.endpoint,
+      address: session.address ?? session.endpoint?.host,
       failedSeenAt: failed ? ((sameSession ? before.failedSeenAt : undefined) ?? this.clock.now()) : undefined,
     };
   }

@@ -1,11 +1,15 @@
 import { type Clock, type Logger, sleep } from "@sbx/edge";
 import {
   ApiError,
+  egressAnnotations,
+  type Lease,
+  leaseAnnotations,
   type PatchSessionRequestSchema,
   type RunnerdStatus,
   type Session,
   type SessionListQuerySchema,
   type SessionState,
+  sessionProxyCredential,
 } from "@sbx/protocol";
 import pLimit from "p-limit";
 import type { z } from "zod";
@@ -18,6 +22,7 @@ import { RunnerdClient } from "../runnerd/runnerd-client.js";
 import { runnerdToken, runnerdTokenSha256 } from "../runnerd/runnerd-token.js";
 import { apiErrorOf, backendCall } from "./backend-error-map.js";
 import { Deadline } from "./deadline.js";
+import { resolveEgress } from "./egress-policy.js";
 import { metaOf, recordFromMeta, type SessionRecord } from "./session-record.js";
 import type { KnownSession, SessionRegistry } from "./session-registry.js";
 import { checkLifetime, type ParsedCreateRequest, type ResolvedSpec, resolveSpec } from "./session-spec.js";
@@ -158,9 +163,9 @@ export class SessionService {
   }
 
   /**
-   * Changes a session's lifetime, running or stopped (a stopped session is not woken for it). The
-   * lease is written into the session's own platform objects: nothing inside the session can
-   * change it, and every replica reads it from there.
+   * Changes a session's lifetime and/or egress policy, running or stopped (a stopped session is not
+   * woken for it). Both are written into the session's own platform objects: nothing inside the
+   * session can change them, and every replica (and the gateway, through its grant) reads them there.
    */
   async patch(
     id: string,
@@ -169,6 +174,29 @@ export class SessionService {
   ): Promise<Session> {
     const known = await this.registry.lookup(id);
     if (known.state.phase === "failed" || known.state.phase === "terminating") this.usable(known);
+    const changes: Record<string, string> = {};
+    if (request.ttlMs !== undefined || request.expiresAt !== undefined || request.idleTimeoutMs !== undefined) {
+      Object.assign(changes, leaseAnnotations(this.leaseAfter(known, request, signed)));
+    }
+    const network = request.network === undefined ? undefined : resolveEgress(request.network, this.config);
+    if (network) Object.assign(changes, egressAnnotations(network));
+    await this.actOnce(known, signed);
+    await backendCall(id, "other", () => this.backend.amend(id, changes));
+    this.log.info({ sessionId: id, changes }, "session changed");
+    if (network) {
+      // Audited: who may reach what changed.
+      this.log.info({ sessionId: id, before: known.record.network, after: network }, "session egress policy changed");
+    }
+    const changed = (await this.registry.refresh(id)) ?? known;
+    return this.view(changed, await this.runnerdStatus(changed));
+  }
+
+  /** The lease a PATCH asks for, checked against the deployment's bounds. */
+  private leaseAfter(
+    known: KnownSession,
+    request: z.output<typeof PatchSessionRequestSchema>,
+    signed: SignedRequest | undefined,
+  ): Lease {
     // `ttlMs` counts from when the request was signed: the very same request resent later sets
     // the very same lease, never a longer one.
     const now = signed?.signedAt ?? this.clock.now();
@@ -186,11 +214,7 @@ export class SessionService {
         details: { issues: [{ path: "expiresAt", message: "must be in the future" }] },
       });
     }
-    await this.actOnce(known, signed);
-    await backendCall(id, "other", () => this.backend.setLease(id, { expiresAt, idleTimeoutMs }));
-    this.log.info({ sessionId: id, expiresAt, idleTimeoutMs }, "session lifetime changed");
-    const changed = (await this.registry.refresh(id)) ?? known;
-    return this.view(changed, await this.runnerdStatus(changed));
+    return { expiresAt, idleTimeoutMs };
   }
 
   async delete(id: string): Promise<void> {
@@ -299,6 +323,33 @@ export class SessionService {
     await this.client(known.endpoint, known.record.runnerdKey).recordRequest(signed.requestId, CONTROL_TIMEOUT_MS);
   }
 
+  /**
+   * The environment that sends a session's traffic through the gateway: its proxy, with the
+   * session's own credential (useless from anywhere but the session, and after it ends). Upper and
+   * lower case, since tools read one or the other; Node's fetch follows it with NODE_USE_ENV_PROXY.
+   * Nothing without a gateway: then nothing leaves the session at all.
+   */
+  private gatewayEnv(id: string): Record<string, string> {
+    const gateway = this.config.gateway;
+    const host = this.backend.hostAddress();
+    const base = gateway?.proxyUrl ?? (host === undefined ? undefined : `http://${host}:${gateway?.proxyPort}`);
+    if (!gateway || base === undefined) return {};
+    const url = new URL(base);
+    url.username = id;
+    url.password = sessionProxyCredential(gateway.secret, id);
+    const proxy = url.toString().replace(/\/$/, "");
+    const local = "localhost,127.0.0.1,::1";
+    return {
+      HTTP_PROXY: proxy,
+      HTTPS_PROXY: proxy,
+      http_proxy: proxy,
+      https_proxy: proxy,
+      NO_PROXY: local,
+      no_proxy: local,
+      NODE_USE_ENV_PROXY: "1",
+    };
+  }
+
   /** Whether a session can be stopped: its workspace outlives its container or Pod. */
   canStop(record: SessionRecord): boolean {
     return this.backend.capabilities.stopsKeepEveryWorkspace || record.workspace.persistent;
@@ -396,8 +447,10 @@ export class SessionService {
       try {
         if (!made.endpoint) throw new ApiError("RUNNERD_NOT_READY", `session ${record.id} has no address`);
         const status = await this.waitReady(record.id, record.runnerdKey, made.endpoint, deadline);
-        if (Object.keys(env).length > 0) {
-          const result = await this.client(made.endpoint, record.runnerdKey).patchEnv({ set: env }, CONTROL_TIMEOUT_MS);
+        const sessionEnv = { ...this.gatewayEnv(record.id), ...env };
+        if (Object.keys(sessionEnv).length > 0) {
+          const client = this.client(made.endpoint, record.runnerdKey);
+          const result = await client.patchEnv({ set: sessionEnv }, CONTROL_TIMEOUT_MS);
           if (result.denied.length > 0) {
             throw new ApiError("RUNNERD_NOT_READY", "runnerd did not take the session environment");
           }
@@ -448,7 +501,7 @@ export class SessionService {
         const client = this.client(endpoint, member.memberId);
         // The lease came with the claim (the session's annotations); runnerd gets the env, and its
         // answer (even to an empty patch) says it is there to take calls.
-        const handOver = () => client.patchEnv({ set: env }, CONTROL_TIMEOUT_MS);
+        const handOver = () => client.patchEnv({ set: { ...this.gatewayEnv(record.id), ...env } }, CONTROL_TIMEOUT_MS);
         const envResult = await handOver().catch(async (error: unknown) => {
           // A member another replica has only just started may still be booting its runnerd.
           if (!(error instanceof ApiError && error.code === "RUNNERD_UNREACHABLE")) throw error;
@@ -625,6 +678,7 @@ export class SessionService {
       labels: record.labels,
       resources: record.resources,
       backend: this.backend.kind,
+      network: record.network,
     };
   }
 

@@ -3,6 +3,7 @@ import { ApiError, type CreateSessionRequestSchema, isReservedEnvName } from "@s
 import { customAlphabet } from "nanoid";
 import type { z } from "zod";
 import type { Config } from "../config.js";
+import { resolveEgress } from "./egress-policy.js";
 import type { SessionRecord } from "./session-record.js";
 
 export type ParsedCreateRequest = z.output<typeof CreateSessionRequestSchema>;
@@ -68,6 +69,7 @@ export function resolveSpec(
   const idleTimeoutMs = request.idleTimeoutMs ?? config.lifetime.defaultIdleTimeoutMs;
   checkLifetime(ttlMs, idleTimeoutMs, config);
   const labels = request.labels ?? {};
+  const network = resolveEgress(request.network, config);
   const id = request.id ?? (requestId === undefined ? generateId() : idOfRequest(requestId));
   const specDigest = digest(config.runnerdSecret, {
     org: request.org,
@@ -79,6 +81,7 @@ export function resolveSpec(
     resources,
     ttlMs: request.ttlMs ?? null,
     idleTimeoutMs: request.idleTimeoutMs ?? null,
+    network: request.network ?? null,
   });
   return {
     record: {
@@ -92,6 +95,7 @@ export function resolveSpec(
       idleTimeoutMs,
       resources,
       labels,
+      network,
       specDigest,
       runnerdKey: id,
       workspace: {

@@ -1,4 +1,4 @@
-import { ANNOTATIONS, LABELS } from "@sbx/protocol";
+import { AMENDABLE_ANNOTATIONS, ANNOTATIONS, LABELS } from "@sbx/protocol";
 import type { SessionMeta } from "../backend.js";
 
 /** sbx's selector label keys: short values a label selector or filter can match. */
@@ -8,7 +8,7 @@ const ANNOTATION_PREFIXES = ["sbx.dev/", ANNOTATIONS.userPrefix];
 /** Keys a backend sets on its objects for its own bookkeeping, never a session's truth. */
 const BOOKKEEPING_KEYS: ReadonlySet<string> = new Set([
   "sbx.dev/deleting",
-  "sbx.dev/lease-seq",
+  "sbx.dev/amended-seq",
   "sbx.dev/lock-expires",
 ]);
 
@@ -48,4 +48,9 @@ export function isOwnedBy(labels: Readonly<Record<string, string>> | undefined, 
 /** The ownership labels as `key=value` terms, for a label selector or a Docker label filter. */
 export function ownershipTerms(deployment: string): string[] {
   return Object.entries(ownershipLabels(deployment)).map(([key, value]) => `${key}=${value}`);
+}
+
+/** Only the annotations a backend may change after a create (a PATCH); any other key is dropped. */
+export function amendable(annotations: Readonly<Record<string, string>>): Record<string, string> {
+  return Object.fromEntries(Object.entries(annotations).filter(([key]) => AMENDABLE_ANNOTATIONS.includes(key)));
 }

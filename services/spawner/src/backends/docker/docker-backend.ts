@@ -1,5 +1,5 @@
 import type { Logger } from "@sbx/edge";
-import { ANNOTATIONS, type FailureReason, LABELS, type Lease } from "@sbx/protocol";
+import { ANNOTATIONS, type FailureReason, LABELS } from "@sbx/protocol";
 import type Docker from "dockerode";
 import pRetry, { AbortError } from "p-retry";
 import type {
@@ -23,7 +23,8 @@ import {
   StartTimeoutError,
 } from "../backend-errors.js";
 import { takeLock } from "../core/lock.js";
-import { flattenMeta, ownershipTerms } from "../core/session-meta.js";
+import { amendable, flattenMeta, ownershipTerms } from "../core/session-meta.js";
+import { AmendmentVolumes } from "./amendment-volumes.js";
 import { ContainerExits, failureOf } from "./container-exits.js";
 import { ContainerLockStore } from "./container-lock.js";
 import { type ContainerSettings, containerOptions, endpointOf } from "./container-spec.js";
@@ -31,7 +32,8 @@ import { DockerEngine, dockerUnavailable, statusOf } from "./docker-engine.js";
 import { DockerEventFeed } from "./docker-events.js";
 import { DockerImages } from "./docker-images.js";
 import { readInventory, type VolumeInfo } from "./docker-inventory.js";
-import { LeaseVolumes } from "./lease-volumes.js";
+import { EgressGuard } from "./egress-guard.js";
+import { ensureSessionNetwork } from "./session-network.js";
 
 export interface DockerBackendOptions extends ContainerSettings {
   socket: string;
@@ -44,6 +46,12 @@ export interface DockerBackendOptions extends ContainerSettings {
   orphanVolumeGraceMs: number;
   /** An image the engine has, for the never-started containers that are locks (the runtime image). */
   lockImage: string;
+  /** The sessions' network's subnet, where it must be known in advance; Docker's choice otherwise. */
+  subnet: string | undefined;
+  /** Lock each session's network namespace down to the gateway (egress-guard.ts). */
+  egressGuard: boolean;
+  /** The gateway's proxy port on the host (the sessions' network's gateway address); none: nothing out. */
+  gatewayPort: number | undefined;
 }
 
 /**
@@ -61,8 +69,11 @@ export class DockerBackend implements SessionBackend {
   private readonly exits: ContainerExits;
   private readonly images: DockerImages;
   private readonly locks: ContainerLockStore;
-  private readonly leases: LeaseVolumes;
+  private readonly amendments: AmendmentVolumes;
   private readonly events: DockerEventFeed;
+  private readonly guard: EgressGuard;
+  /** The sessions' network's gateway address: the host, as sessions reach it (known after init). */
+  private networkGateway: string | undefined;
 
   constructor(
     private readonly options: DockerBackendOptions,
@@ -72,8 +83,9 @@ export class DockerBackend implements SessionBackend {
     this.exits = new ContainerExits(this.engine);
     this.images = new DockerImages(this.engine, options.pull, log);
     this.locks = new ContainerLockStore(this.engine, options.lockImage);
-    this.leases = new LeaseVolumes(this.engine, log);
+    this.amendments = new AmendmentVolumes(this.engine, log);
     this.events = new DockerEventFeed(this.engine, this.exits, (id) => this.find(id), log);
+    this.guard = new EgressGuard(options.egressGuard);
   }
 
   containerName(id: string): string {
@@ -81,34 +93,11 @@ export class DockerBackend implements SessionBackend {
   }
 
   async init(): Promise<void> {
-    const { network } = this.options;
-    const existing = await this.engine.call("list networks", () =>
-      this.engine.docker.listNetworks({ filters: { name: [network] } }),
-    );
-    const found = existing.find((n) => n.Name === network);
-    if (found) {
-      // A network made by an older version, or by hand, may let sessions talk to each other.
-      if (found.Options?.["com.docker.network.bridge.enable_icc"] !== "false") {
-        throw new BackendUnavailableError(
-          `network ${network} lets containers reach each other; sessions need it isolated. Remove it (docker network rm ${network}, after its containers) and the spawner makes it anew`,
-        );
-      }
-      return;
-    }
-    try {
-      await this.engine.docker.createNetwork({
-        Name: network,
-        Driver: "bridge",
-        CheckDuplicate: true,
-        Labels: this.engine.ownership(),
-        // No session may reach another: the spawner reaches each runnerd from the host (by
-        // address, or through a port published on 127.0.0.1), never across the bridge.
-        Options: { "com.docker.network.bridge.enable_icc": "false" },
-      });
-      this.log.info({ network }, "created session network");
-    } catch (error) {
-      if (statusOf(error) !== 409) throw dockerUnavailable("could not create the session network", error);
-    }
+    this.networkGateway = await ensureSessionNetwork(this.engine, this.options, this.log);
+  }
+
+  hostAddress(): string | undefined {
+    return this.networkGateway;
   }
 
   async ping(): Promise<void> {
@@ -146,7 +135,7 @@ export class DockerBackend implements SessionBackend {
     }
     try {
       await this.start(spec.id, container);
-      const endpoint = await this.untilRunning(spec.id, container, signal);
+      const endpoint = await this.runGuarded(spec.id, container, signal);
       return { id: spec.id, meta: spec.meta, state: { phase: "running" }, endpoint };
     } catch (error) {
       await this.destroy(spec.id);
@@ -255,17 +244,24 @@ export class DockerBackend implements SessionBackend {
     }
   }
 
-  async setLease(id: string, lease: Lease): Promise<void> {
+  async amend(id: string, changes: Readonly<Record<string, string>>): Promise<void> {
     const session = await this.find(id);
     if (!session) throw new BackendNotFoundError(`no session ${id}`);
-    await this.leases.set(id, session.meta.annotations[ANNOTATIONS.createdAt] ?? "", lease);
+    await this.amendments.amend(id, session.meta.annotations[ANNOTATIONS.createdAt] ?? "", amendable(changes));
   }
 
   async resume(spec: BackendSessionSpec, signal: AbortSignal): Promise<BackendSession> {
     const container = this.engine.docker.getContainer(this.engine.containerName(spec.id));
     this.exits.clear();
     await this.start(spec.id, container);
-    const endpoint = await this.untilRunning(spec.id, container, signal);
+    let endpoint: Endpoint;
+    try {
+      endpoint = await this.runGuarded(spec.id, container, signal);
+    } catch (error) {
+      // Never left running unguarded: stopped again (still marked stopped), and the error told.
+      await container.kill().catch(() => undefined);
+      throw error;
+    }
     await this.engine.removeVolume(this.engine.stopMarkerName(spec.id));
     return { id: spec.id, meta: spec.meta, state: { phase: "running" }, endpoint };
   }
@@ -285,7 +281,7 @@ export class DockerBackend implements SessionBackend {
     await this.engine.removeVolume(this.engine.stopMarkerName(id));
     if (member !== undefined) removed = (await this.engine.removeVolume(this.engine.volumeName(member))) || removed;
     removed = (await this.engine.removeVolume(this.engine.volumeName(id))) || removed;
-    await this.leases.removeAll(id);
+    await this.amendments.removeAll(id);
     // The claim last: until then, what is left is still found as this session.
     if (claim) await this.engine.removeVolume(claim.Name);
     return removed;
@@ -325,8 +321,24 @@ export class DockerBackend implements SessionBackend {
     }
   }
 
+  /** Waits until the container runs with an address, then locks its network down; its endpoint. */
+  private async runGuarded(id: string, container: Docker.Container, signal: AbortSignal): Promise<Endpoint> {
+    const { endpoint, pid, networkGateway } = await this.untilRunning(id, container, signal);
+    // The container's own view of its network's gateway is authoritative (the network's listing
+    // leaves it out where Docker chose it).
+    this.networkGateway = networkGateway ?? this.networkGateway;
+    const gateway = this.networkGateway;
+    const port = this.options.gatewayPort;
+    await this.guard.apply(pid, gateway !== undefined && port !== undefined ? { host: gateway, port } : undefined);
+    return endpoint;
+  }
+
   /** Inspects until the container runs and has an address; a container that stops fails at once. */
-  private untilRunning(id: string, container: Docker.Container, signal: AbortSignal): Promise<Endpoint> {
+  private untilRunning(
+    id: string,
+    container: Docker.Container,
+    signal: AbortSignal,
+  ): Promise<{ endpoint: Endpoint; pid: number; networkGateway: string | undefined }> {
     return pRetry(
       async () => {
         let info: Docker.ContainerInspectInfo;
@@ -343,7 +355,8 @@ export class DockerBackend implements SessionBackend {
         }
         const endpoint = info.State.Running ? endpointOf(info.NetworkSettings, this.options) : undefined;
         if (!endpoint) throw new Error("not running with an address yet");
-        return endpoint;
+        const networkGateway = info.NetworkSettings.Networks?.[this.options.network]?.Gateway || undefined;
+        return { endpoint, pid: info.State.Pid, networkGateway };
       },
       { retries: Number.POSITIVE_INFINITY, minTimeout: 20, factor: 1, signal },
     ).catch((error: unknown) => {

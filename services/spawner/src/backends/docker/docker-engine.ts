@@ -34,9 +34,9 @@ export class DockerEngine {
     return `sbx-${this.deployment}-${memberId}-claim`;
   }
 
-  /** An empty volume whose labels hold the lease a session was given after its create (`seq`: the newest wins). */
-  leaseName(id: string, seq: number): string {
-    return `sbx-${this.deployment}-${id}-lease-${seq}`;
+  /** An empty volume whose labels hold what was changed of a session after its create (`seq`: the newest wins). */
+  amendmentName(id: string, seq: number): string {
+    return `sbx-${this.deployment}-${id}-amended-${seq}`;
   }
 
   /** An empty volume that marks a session as stopped by the spawner. */

@@ -1,4 +1,4 @@
-import { ANNOTATIONS, type FailureReason, LABELS, leaseAnnotations, leaseOfAnnotations } from "@sbx/protocol";
+import { AMENDABLE_ANNOTATIONS, ANNOTATIONS, type FailureReason, LABELS } from "@sbx/protocol";
 import type Docker from "dockerode";
 import type { BackendSession, BackendState, Endpoint, PoolMember, SessionMeta } from "../backend.js";
 import { sessionMetaOf } from "../core/session-meta.js";
@@ -28,11 +28,11 @@ export interface Inventory {
 }
 
 /**
- * On a lease volume: its place in the order of a session's leases. Docker labels never change, so
- * a session's lease set after its create (a PATCH) is a volume of its own, `…-lease-<seq>`, and the
- * highest sequence is the current one.
+ * On an amendment volume: its place in the order of a session's changes. Docker labels never
+ * change, so what a PATCH changes (lease, egress policy) is a volume of its own,
+ * `…-amended-<seq>`, holding every amended annotation so far; the highest sequence is current.
  */
-export const LEASE_SEQ = "sbx.dev/lease-seq";
+export const AMENDMENT_SEQ = "sbx.dev/amended-seq";
 
 /**
  * How a deployment's Docker objects read as sessions. Containers carry the
@@ -41,22 +41,22 @@ export const LEASE_SEQ = "sbx.dev/lease-seq";
  * session's truth lives on a claim volume, since Docker labels never change;
  * (one per member: the engine makes a volume of a name once, so of racing
  * claims the first one's labels stay); a stop marker volume says a stopped container was stopped by
- * the spawner; a lease volume holds a lease set after the create; a workspace volume alone is a
+ * the spawner; an amendment volume holds what a PATCH changed; a workspace volume alone is a
  * create in progress or a container removed behind our back.
  */
 export function readInventory(objects: EngineObjects, settings: InventorySettings): Inventory {
   const stops = new Map<string, Record<string, string>>();
   const claims = new Map<string, Record<string, string>>();
-  const leases = new Map<string, { seq: number; labels: Record<string, string> }>();
+  const amendments = new Map<string, { seq: number; labels: Record<string, string> }>();
   const workspaces: VolumeInfo[] = [];
   for (const volume of objects.volumes) {
     const labels = volume.Labels ?? {};
     const id = labels[LABELS.sessionId];
     const member = labels[ANNOTATIONS.poolMember];
     if (id === undefined) continue;
-    const seq = leaseSeqOf(labels);
+    const seq = amendmentSeqOf(labels);
     if (seq !== undefined) {
-      if (seq > (leases.get(id)?.seq ?? -1)) leases.set(id, { seq, labels });
+      if (seq > (amendments.get(id)?.seq ?? -1)) amendments.set(id, { seq, labels });
     } else if (labels[ANNOTATIONS.stoppedAt] !== undefined) stops.set(id, labels);
     else if (member !== undefined) claims.set(member, labels);
     else workspaces.push(volume);
@@ -64,14 +64,15 @@ export function readInventory(objects: EngineObjects, settings: InventorySetting
 
   const sessions: BackendSession[] = [];
   const members: PoolMember[] = [];
-  /** A session's meta with the latest lease set for it (one of an earlier session of the same id does not count). */
+  /** A session's meta with its latest amendments (those of an earlier session of the same id do not count). */
   const metaOf = (labels: Record<string, string>): SessionMeta => {
     const meta = split(labels);
     const id = meta.labels[LABELS.sessionId];
-    const lease = id === undefined ? undefined : leases.get(id)?.labels;
-    if (lease === undefined || lease[ANNOTATIONS.createdAt] !== meta.annotations[ANNOTATIONS.createdAt]) return meta;
-    const current = leaseOfAnnotations(lease);
-    return current ? { ...meta, annotations: { ...meta.annotations, ...leaseAnnotations(current) } } : meta;
+    const amended = id === undefined ? undefined : amendments.get(id)?.labels;
+    if (amended === undefined || amended[ANNOTATIONS.createdAt] !== meta.annotations[ANNOTATIONS.createdAt])
+      return meta;
+    const changes = Object.fromEntries(Object.entries(amended).filter(([key]) => AMENDABLE_ANNOTATIONS.includes(key)));
+    return { ...meta, annotations: { ...meta.annotations, ...changes } };
   };
   const withContainer = new Set<string>();
   for (const info of objects.containers) {
@@ -98,8 +99,8 @@ export function readInventory(objects: EngineObjects, settings: InventorySetting
     // A claimed member is its claim's session; any other container is its own.
     const labels = claim ?? info.Labels;
     const sessionId = labels[LABELS.sessionId] ?? id;
-    const { state, endpoint } = stateOf(info, stops.get(sessionId), objects.exits, settings);
-    if (state) sessions.push({ id: sessionId, meta: metaOf(labels), state, endpoint });
+    const { state, endpoint, address } = stateOf(info, stops.get(sessionId), objects.exits, settings);
+    if (state) sessions.push({ id: sessionId, meta: metaOf(labels), state, endpoint, address });
   }
 
   for (const volume of workspaces) {
@@ -141,7 +142,8 @@ function stateOf(
   stop: Record<string, string> | undefined,
   exits: ReadonlyMap<string, FailureReason>,
   settings: InventorySettings,
-): { state: BackendState | undefined; endpoint: Endpoint | undefined } {
+): { state: BackendState | undefined; endpoint: Endpoint | undefined; address?: string | undefined } {
+  const address = info.NetworkSettings?.Networks?.[settings.network]?.IPAddress || undefined;
   let endpoint: Endpoint | undefined;
   if (settings.access === "address") {
     const ip = info.NetworkSettings?.Networks?.[settings.network]?.IPAddress;
@@ -155,7 +157,7 @@ function stateOf(
     case "paused":
       // Marked for a stop that is under way; or running (without an address if its network was
       // taken away: unreachable, not starting).
-      return { state: stop ? { phase: "stopping" } : { phase: "running" }, endpoint };
+      return { state: stop ? { phase: "stopping" } : { phase: "running" }, endpoint, address };
     case "created":
     case "restarting":
       return { state: { phase: "starting" }, endpoint };
@@ -190,8 +192,8 @@ function stoppedAt(labels: Record<string, string> | undefined): number | null {
   return Number.isFinite(at) && at > 0 ? at : null;
 }
 
-/** The sequence of a lease volume; undefined on any other volume. */
-export function leaseSeqOf(labels: Record<string, string>): number | undefined {
-  const text = labels[LEASE_SEQ];
+/** The sequence of an amendment volume; undefined on any other volume. */
+export function amendmentSeqOf(labels: Record<string, string>): number | undefined {
+  const text = labels[AMENDMENT_SEQ];
   return text !== undefined && /^\d{1,9}$/.test(text) ? Number(text) : undefined;
 }

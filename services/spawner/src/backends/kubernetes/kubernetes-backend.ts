@@ -1,6 +1,6 @@
 import type { V1Pod } from "@kubernetes/client-node";
 import type { Logger } from "@sbx/edge";
-import { ANNOTATIONS, LABELS, type Lease, leaseAnnotations, leaseOfAnnotations } from "@sbx/protocol";
+import { ANNOTATIONS, LABELS } from "@sbx/protocol";
 import pRetry, { AbortError } from "p-retry";
 import type {
   BackendCapabilities,
@@ -21,6 +21,7 @@ import {
   StartTimeoutError,
 } from "../backend-errors.js";
 import { takeLock } from "../core/lock.js";
+import { amendable } from "../core/session-meta.js";
 import { codeOf, KubeApi, kubeUnavailable, messageOf } from "./kube-api.js";
 import { LeaseLockStore } from "./lease-lock.js";
 import { type PodSettings, podOf, workspaceClaimOf } from "./pod-spec.js";
@@ -89,6 +90,11 @@ export class KubernetesBackend implements SessionBackend {
     return this.pods.close();
   }
 
+  hostAddress(): string | undefined {
+    // Pods reach the gateway as a Service (SPAWNER_GATEWAY_PROXY_URL), never their node.
+    return undefined;
+  }
+
   async create(spec: BackendSessionSpec, signal: AbortSignal): Promise<BackendSession> {
     if (signal.aborted) throw new StartTimeoutError("the create's deadline passed before the session was made");
     let created: V1Pod;
@@ -153,10 +159,10 @@ export class KubernetesBackend implements SessionBackend {
     if (!gone) this.log.warn({ sessionId: id }, "the stopped session's Pod is still going away");
   }
 
-  async setLease(id: string, lease: Lease): Promise<void> {
+  async amend(id: string, changes: Readonly<Record<string, string>>): Promise<void> {
     const [pod, claim] = await Promise.all([this.api.readPod(id), this.api.readClaim(id)]);
     if (!pod && !claim) throw new BackendNotFoundError(`no session ${id}`);
-    const body = { metadata: { annotations: leaseAnnotations(lease) } };
+    const body = { metadata: { annotations: amendable(changes) } };
     // The claim first: it is what a stopped session is read from, and it outlives the Pod.
     const writes = [
       ["PersistentVolumeClaim", claim?.metadata?.name, (name: string) => this.api.patchClaim(name, body)],
@@ -168,7 +174,7 @@ export class KubernetesBackend implements SessionBackend {
         await write(name);
       } catch (error) {
         if (codeOf(error) === 404) throw new BackendNotFoundError(`the ${kind} of session ${id} is gone`);
-        throw kubeUnavailable(`could not record the lease on the session's ${kind}`, error);
+        throw kubeUnavailable(`could not record a change on the session's ${kind}`, error);
       }
     }
   }
@@ -176,11 +182,9 @@ export class KubernetesBackend implements SessionBackend {
   async resume(given: BackendSessionSpec, signal: AbortSignal): Promise<BackendSession> {
     const claim = await this.api.readClaim(given.id);
     const claimName = claim?.metadata?.name ?? this.api.claimName(given.id);
-    // The claim is the stopped session's truth: a lease set while it slept comes back with its Pod.
-    const lease = leaseOfAnnotations(claim?.metadata?.annotations ?? {});
-    const spec = lease
-      ? { ...given, meta: { ...given.meta, annotations: { ...given.meta.annotations, ...leaseAnnotations(lease) } } }
-      : given;
+    // The claim is the stopped session's truth: what was changed while it slept comes back with its Pod.
+    const changed = amendable(claim?.metadata?.annotations ?? {});
+    const spec = { ...given, meta: { ...given.meta, annotations: { ...given.meta.annotations, ...changed } } };
     // The stopped Pod may still be going away (409 until its name frees up), or another replica
     // resumed it first (then that Pod is followed instead).
     const created = await pRetry(
