@@ -223,7 +223,7 @@ describe("egress through the gateway (docker)", skippedBecause(skip), () => {
     // From outside any session: refused too.
     const outside = await fetch(`http://127.0.0.1:${gateway.port}/`, {
       headers: {
-        "proxy-authorization": `Basic ${Buffer.from(new URL(stolen).username + ":" + decodeURIComponent(new URL(stolen).password)).toString("base64")}`,
+        "proxy-authorization": `Basic ${Buffer.from(`${new URL(stolen).username}:${decodeURIComponent(new URL(stolen).password)}`).toString("base64")}`,
       },
     }).then((r) => r.status);
     expect([400, 407]).toContain(outside);

@@ -17,7 +17,6 @@ import type {
 import {
   BackendConflictError,
   BackendNotFoundError,
-  BackendUnavailableError,
   ImageUnavailableError,
   StartFailedError,
   StartTimeoutError,
