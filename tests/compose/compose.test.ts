@@ -72,6 +72,7 @@ describe("docker compose up, then a signed curl", skippedBecause(skip), () => {
       .withBuild()
       .withWaitStrategy("runtime-1", Wait.forOneShotStartup())
       .withWaitStrategy("spawner-1", Wait.forHealthCheck())
+      .withWaitStrategy("gateway-1", Wait.forHealthCheck())
       .withStartupTimeout(300_000)
       .up();
   }, 600_000);
@@ -132,23 +133,21 @@ describe("docker compose up, then a signed curl", skippedBecause(skip), () => {
     }
     const two = await inspect(`sbx-${env.SBX_DEPLOYMENT}-two`);
     const network = Object.values(two.NetworkSettings.Networks)[0];
+    const inOne = async (argv: string[]) =>
+      ExecResultSchema.parse(
+        JSON.parse((await curl("POST", "/v1/sessions/one/execs?wait=true", JSON.stringify({ argv }))).stdout),
+      );
     for (const target of [
       `http://${network?.IPAddress}:7070/healthz`,
       `http://${network?.Gateway}:${env.SBX_PORT}/healthz`,
       `http://${network?.Gateway}:${env.SBX_METRICS_PORT}/metrics`,
     ]) {
-      const attempt = ExecResultSchema.parse(
-        JSON.parse(
-          (
-            await curl(
-              "POST",
-              "/v1/sessions/one/execs?wait=true",
-              JSON.stringify({ argv: ["curl", "-s", "-o", "/dev/null", "-m", "3", target] }),
-            )
-          ).stdout,
-        ),
-      );
-      expect(attempt.exitCode, target).not.toBe(0);
+      // Directly, ignoring the proxy settings: no connection at all.
+      const direct = await inOne(["curl", "-s", "--noproxy", "*", "-o", "/dev/null", "-m", "3", target]);
+      expect(direct.exitCode, target).not.toBe(0);
+      // Through the gateway (the session's HTTP_PROXY): refused as a private address.
+      const proxied = await inOne(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-m", "5", target]);
+      expect(proxied.stdout, target).toBe("403");
     }
     // Metrics answer on their own listener, on the host's loopback.
     expect(await (await fetch(`http://127.0.0.1:${env.SBX_METRICS_PORT}/metrics`)).text()).toContain("sbx_sessions");

@@ -3,6 +3,7 @@ import { connect } from "node:net";
 import { ErrorEnvelopeSchema, signRequest } from "@sbx/protocol";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { dockerUnavailable, leftovers, removeDeployment } from "../support/docker.js";
+import { eventually } from "../support/proc.js";
 import { skippedBecause, skipUnlessPlatform } from "../support/skips.js";
 import { type SpawnerHandle, startSpawner } from "../support/spawner.js";
 
@@ -191,7 +192,8 @@ describe("the development switch", skippedBecause(skip), () => {
       expect(insecure.logs()).toContain("requests are NOT authenticated");
       const response = await fetch(`${insecure.url}/v1/sessions`);
       expect(response.status).toBe(200);
-      expect(insecure.logs()).toContain("UNAUTHENTICATED request");
+      // The log line is written as the request is served: it reaches our pipe a moment later.
+      expect(await eventually(() => insecure.logs().includes("UNAUTHENTICATED request"), 5000)).toBe(true);
     } finally {
       await insecure.stop();
       await removeDeployment(insecure.deployment);

@@ -114,6 +114,7 @@ export interface DockerInspect {
     User: string;
     Cmd: string[] | null;
     Entrypoint: string[] | null;
+    ExposedPorts?: Record<string, object> | null;
   };
   HostConfig: {
     ReadonlyRootfs: boolean;
@@ -153,7 +154,9 @@ export function expectRunnerdExposure(
   network: string,
 ): { host: string; port: number } {
   const ports = info.NetworkSettings.Ports ?? {};
-  expect(Object.keys(ports), "runnerd's port is exposed").toContain(RUNNERD_PORT_KEY);
+  // An internal network (address mode) records no port map at all: the image's exposed port says it.
+  const exposed = [...Object.keys(info.Config.ExposedPorts ?? {}), ...Object.keys(ports)];
+  expect(exposed, "runnerd's port is exposed").toContain(RUNNERD_PORT_KEY);
   const inEffect = Object.entries(ports).flatMap(([port, bindings]) =>
     (bindings ?? []).map((b) => `${port} on ${b.HostIp}:${b.HostPort}`),
   );

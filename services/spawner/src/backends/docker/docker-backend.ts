@@ -328,7 +328,14 @@ export class DockerBackend implements SessionBackend {
     this.networkGateway = networkGateway ?? this.networkGateway;
     const gateway = this.networkGateway;
     const port = this.options.gatewayPort;
-    await this.guard.apply(pid, gateway !== undefined && port !== undefined ? { host: gateway, port } : undefined);
+    try {
+      await this.guard.apply(pid, gateway !== undefined && port !== undefined ? { host: gateway, port } : undefined);
+    } catch (error) {
+      // A container that stopped meanwhile has no namespace to guard: its exit is the reason.
+      const info = await container.inspect().catch(() => undefined);
+      if (info && !info.State.Running) throw new StartFailedError(failureOf(info, "before runnerd answered"));
+      throw error;
+    }
     return endpoint;
   }
 
